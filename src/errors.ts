@@ -1,0 +1,242 @@
+/**
+ * Every error pg-tenant raises extends {@link TenantPoolError} and carries a stable `code`.
+ * Errors raised by PostgreSQL itself (a `DatabaseError` from `pg`) are never wrapped when they come
+ * from the caller's own statement: they reach the caller unchanged, with their SQLSTATE `code`.
+ */
+
+/** The stable codes of pg-tenant's own errors. */
+export type TenantPoolErrorCode =
+  | 'TENANT_REQUIRED'
+  | 'INVALID_TENANT'
+  | 'INVALID_OPTIONS'
+  | 'INVALID_QUERY'
+  | 'ROLE_NOT_ALLOWED'
+  | 'ROLE_SWITCH_FAILED'
+  | 'SCOPE_CLOSED'
+  | 'TENANT_MISMATCH'
+  | 'TRANSACTION_ABORTED'
+
+// The package may be loaded twice in one process (its ESM and its CJS build, or a subpath entry
+// that carries its own copy of this module). `instanceof` must still hold across those copies, so
+// identity is a brand registered on the global symbol registry plus the class's code, not the class
+// object itself.
+const brand: unique symbol = Symbol.for('pg-tenant.error') as never
+
+/**
+ * The base class of every pg-tenant error.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await db.query('select 1')
+ * } catch (err) {
+ *   if (err instanceof TenantPoolError) console.error(err.code) // e.g. 'TENANT_REQUIRED'
+ * }
+ * ```
+ */
+export class TenantPoolError extends Error {
+  /** The code every instance of this class carries; `undefined` on the base class. */
+  static readonly code: TenantPoolErrorCode | undefined = undefined
+  /** A stable, machine-readable code. Match on this, not on `message`. */
+  readonly code: TenantPoolErrorCode
+  /** The HTTP status an adapter answers with when this error ends a request. */
+  readonly status: number
+  /** Alias of {@link TenantPoolError.status}, for frameworks that read `statusCode`. */
+  readonly statusCode: number
+  declare readonly [brand]: true
+
+  /**
+   * @param code - the stable code
+   * @param message - a human-readable explanation
+   * @param options - `cause`: the underlying error, if any; `status`: the HTTP status (default 500)
+   */
+  constructor(
+    code: TenantPoolErrorCode,
+    message: string,
+    options: { cause?: unknown; status?: number } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = new.target.name
+    this.code = code
+    this.status = options.status ?? 500
+    this.statusCode = this.status
+    Object.defineProperty(this, brand, { value: true })
+  }
+
+  /** `instanceof` that also recognises instances made by another copy of this package. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (typeof value !== 'object' || value === null || !(value as Record<symbol, unknown>)[brand]) {
+      return false
+    }
+    const code = (this as { code?: TenantPoolErrorCode }).code
+    return code === undefined || (value as TenantPoolError).code === code
+  }
+}
+
+/**
+ * A query ran where no tenant is bound (outside `withTenant`, `runWithTenant` and
+ * `withoutTenant`). The query was not sent and no client was taken from the pool.
+ *
+ * @example
+ * ```ts
+ * await db.query('select * from events') // throws TenantRequiredError (HTTP 401 in the adapters)
+ * ```
+ */
+export class TenantRequiredError extends TenantPoolError {
+  static override readonly code = 'TENANT_REQUIRED' as const
+  constructor(message = 'no tenant is bound: run this inside withTenant() or runWithTenant()') {
+    super('TENANT_REQUIRED', message, { status: 401 })
+  }
+}
+
+/**
+ * A tenant, tenant id, role name or setting value was malformed: not a string, empty, too long,
+ * containing a NUL character or an unpaired UTF-16 surrogate, or an object with nothing to apply.
+ *
+ * @example
+ * ```ts
+ * await db.withTenant('', fn) // throws InvalidTenantError (HTTP 400 in the adapters)
+ * ```
+ */
+export class InvalidTenantError extends TenantPoolError {
+  static override readonly code = 'INVALID_TENANT' as const
+  constructor(message: string) {
+    super('INVALID_TENANT', message, { status: 400 })
+  }
+}
+
+/**
+ * `createTenantPool` was given options it cannot honour, such as a setting name outside
+ * `prefix.name` identifier syntax. Raised at construction, before any query.
+ *
+ * @example
+ * ```ts
+ * createTenantPool(pool, { setting: "x'; drop table t" }) // throws InvalidOptionsError
+ * ```
+ */
+export class InvalidOptionsError extends TenantPoolError {
+  static override readonly code = 'INVALID_OPTIONS' as const
+  constructor(message: string) {
+    super('INVALID_OPTIONS', message)
+  }
+}
+
+/**
+ * `db.query` was called with something that is neither SQL text nor a `{ text }` config object.
+ * Nothing was sent.
+ *
+ * @example
+ * ```ts
+ * await db.query(42 as never) // rejects with InvalidQueryError
+ * ```
+ */
+export class InvalidQueryError extends TenantPoolError {
+  static override readonly code = 'INVALID_QUERY' as const
+  constructor(message: string) {
+    super('INVALID_QUERY', message)
+  }
+}
+
+/**
+ * A tenant asked for a role that is not on the pool's `roles` allow-list. Raised before any SQL.
+ *
+ * @example
+ * ```ts
+ * const db = createTenantPool(pool, { roles: [/^sales_[0-9]+$/] })
+ * await db.withTenant({ role: 'postgres' }, fn) // throws RoleNotAllowedError (HTTP 403)
+ * ```
+ */
+export class RoleNotAllowedError extends TenantPoolError {
+  static override readonly code = 'ROLE_NOT_ALLOWED' as const
+  /** The role that was refused. */
+  readonly role: string
+  constructor(role: string) {
+    super('ROLE_NOT_ALLOWED', `role ${JSON.stringify(role)} is not on the roles allow-list`, {
+      status: 403,
+    })
+    this.role = role
+  }
+}
+
+/**
+ * PostgreSQL refused to switch to an allowed role: it does not exist, or the login role is not a
+ * member of it. `cause` is the `pg` error (SQLSTATE in `cause.code`, e.g. `42704` or `42501`). The
+ * client was rolled back and checked before it went back to the pool.
+ *
+ * @example
+ * ```ts
+ * try { await db.withTenant({ role: 'sales_404' }, () => db.query('select 1')) }
+ * catch (err) { if (err instanceof RoleSwitchError) console.log(err.role, err.cause) }
+ * ```
+ */
+export class RoleSwitchError extends TenantPoolError {
+  static override readonly code = 'ROLE_SWITCH_FAILED' as const
+  /** The role that could not be set. */
+  readonly role: string
+  constructor(role: string, cause: unknown) {
+    const reason = cause instanceof Error ? `: ${cause.message}` : ''
+    super('ROLE_SWITCH_FAILED', `could not switch to role ${JSON.stringify(role)}${reason}`, {
+      cause,
+      status: 403,
+    })
+    this.role = role
+  }
+}
+
+/**
+ * A query was issued through a scope that has already ended: a floating promise or a timer that
+ * outlived its `withTenant`, or a scope whose transaction was ended by a `COMMIT`/`ROLLBACK` sent
+ * as a plain query. The query was not sent.
+ *
+ * @example
+ * ```ts
+ * await db.withTenant('org_1', async () => {
+ *   setTimeout(() => db.query('delete from events'), 10) // rejects with ScopeClosedError
+ * })
+ * ```
+ */
+export class ScopeClosedError extends TenantPoolError {
+  static override readonly code = 'SCOPE_CLOSED' as const
+  constructor(message = 'this tenant scope has ended; the query was not sent') {
+    super('SCOPE_CLOSED', message)
+  }
+}
+
+/**
+ * `withTenant` (or `runWithTenant`) for one tenant was called inside a scope bound to another.
+ * Scopes of the same tenant join; scopes of different tenants never silently open a second
+ * connection.
+ *
+ * @example
+ * ```ts
+ * await db.withTenant('org_1', () => db.withTenant('org_2', fn)) // throws TenantMismatchError
+ * ```
+ */
+export class TenantMismatchError extends TenantPoolError {
+  static override readonly code = 'TENANT_MISMATCH' as const
+  constructor(message = 'a scope for another tenant is already open here') {
+    super('TENANT_MISMATCH', message)
+  }
+}
+
+/**
+ * The callback of `withTenant` or `transaction` returned normally, but its transaction had been
+ * aborted by an error the callback caught. PostgreSQL would answer `COMMIT` with a silent
+ * `ROLLBACK`; pg-tenant rolls back and raises this instead, so no caller mistakes lost writes for
+ * saved ones.
+ *
+ * @example
+ * ```ts
+ * await db.withTenant('org_1', async () => {
+ *   await db.query('insert into t values (1/0)').catch(() => {}) // aborts the transaction
+ * }) // rejects with TransactionAbortedError
+ * ```
+ */
+export class TransactionAbortedError extends TenantPoolError {
+  static override readonly code = 'TRANSACTION_ABORTED' as const
+  constructor(
+    message = 'the transaction was aborted by an earlier error and has been rolled back',
+  ) {
+    super('TRANSACTION_ABORTED', message)
+  }
+}

@@ -1,0 +1,27 @@
+// Named re-exports only: each module holds one job (see DESIGN.md's layout).
+export { createTenantPool, TenantPool } from './pool.js'
+export type { TenantPoolOptions, ScopeCallback } from './pool.js'
+export type { ScopeMode } from './scope.js'
+export type { Tenant, RoleMatcher } from './tenant.js'
+export type {
+  PgPoolLike,
+  PgClientLike,
+  QueryConfigLike,
+  QueryResultLike,
+  FieldLike,
+  Row,
+} from './driver.js'
+export { tenantStore } from './context.js'
+export {
+  TenantPoolError,
+  TenantRequiredError,
+  InvalidTenantError,
+  InvalidOptionsError,
+  InvalidQueryError,
+  RoleNotAllowedError,
+  RoleSwitchError,
+  ScopeClosedError,
+  TenantMismatchError,
+  TransactionAbortedError,
+} from './errors.js'
+export type { TenantPoolErrorCode } from './errors.js'

@@ -1,0 +1,299 @@
+/**
+ * `createTenantPool` and the `TenantPool` it returns: the public face of pg-tenant.
+ */
+import { currentBinding, runBound, type Binding } from './context.js'
+import type { PgPoolLike, QueryConfigLike, QueryResultLike, Row } from './driver.js'
+import {
+  InvalidOptionsError,
+  InvalidQueryError,
+  ScopeClosedError,
+  TenantMismatchError,
+  TenantRequiredError,
+} from './errors.js'
+import { NO_TENANT, Scope, type ScopeMode } from './scope.js'
+import {
+  DEFAULT_MAX_VALUE_LENGTH,
+  resolveTenant,
+  validateSettingName,
+  type RoleMatcher,
+  type Tenant,
+  type TenantRules,
+} from './tenant.js'
+
+/**
+ * Options of {@link createTenantPool}.
+ *
+ * @example
+ * ```ts
+ * const db = createTenantPool(pool, {
+ *   setting: 'app.tenant_id',
+ *   scope: 'transaction',
+ *   roles: ['tenant_reader', /^org_[a-z0-9_]+$/],
+ * })
+ * ```
+ */
+export interface TenantPoolOptions {
+  /** The custom setting (GUC) a tenant id is written to. Default `'app.tenant_id'`. */
+  setting?: string
+  /**
+   * `'transaction'` (default): each `withTenant` is one transaction and settings are
+   * `set_config(..., true)` (SET LOCAL semantics). `'session'`: settings and role are set on
+   * checkout and RESET before release; queries autocommit. Needs session pooling behind PgBouncer.
+   */
+  scope?: ScopeMode
+  /**
+   * The roles a tenant may switch to: exact names, or RegExps that must match the whole name.
+   * Empty by default: no role switching.
+   */
+  roles?: readonly RoleMatcher[]
+  /** Longest tenant id or setting value accepted, in characters. Default 256. */
+  maxValueLength?: number
+}
+
+/** The callback of a scope: sync or async. */
+export type ScopeCallback<T> = () => T | PromiseLike<T>
+
+/**
+ * A tenant-aware wrapper around a pg pool. Create it with {@link createTenantPool}.
+ *
+ * @example
+ * ```ts
+ * const db = createTenantPool(new pg.Pool({ connectionString }))
+ * const rows = await db.withTenant('org_42', async () => (await db.query('select * from events')).rows)
+ * ```
+ */
+export class TenantPool {
+  readonly #pool: PgPoolLike
+  readonly #rules: TenantRules
+  readonly #mode: ScopeMode
+
+  /** Prefer {@link createTenantPool}; the options are validated here, before any query. */
+  constructor(pool: PgPoolLike, options: TenantPoolOptions = {}) {
+    if (typeof pool?.connect !== 'function') {
+      throw new InvalidOptionsError('createTenantPool needs a pg.Pool (or an object with connect())')
+    }
+    const { setting = 'app.tenant_id', scope = 'transaction', roles = [] } = options
+    const maxValueLength = options.maxValueLength ?? DEFAULT_MAX_VALUE_LENGTH
+    if (scope !== 'transaction' && scope !== 'session') {
+      throw new InvalidOptionsError(`scope must be 'transaction' or 'session', got ${String(scope)}`)
+    }
+    if (!Array.isArray(roles) || !roles.every((r) => typeof r === 'string' || r instanceof RegExp)) {
+      throw new InvalidOptionsError('roles must be an array of strings and RegExps')
+    }
+    if (!Number.isInteger(maxValueLength) || maxValueLength < 1) {
+      throw new InvalidOptionsError('maxValueLength must be a positive integer')
+    }
+    this.#pool = pool
+    this.#mode = scope
+    this.#rules = {
+      setting: validateSettingName(setting, true),
+      roles: [...roles],
+      maxValueLength,
+    }
+  }
+
+  /**
+   * Runs `fn` as `tenant` on one pooled client. Scope `transaction`: one transaction, committed
+   * when `fn` resolves and rolled back when it throws. The client is taken on the first query (a
+   * scope that sends none takes none) and goes back to the pool only once its state is confirmed
+   * clean; otherwise it is destroyed. Nested in a scope of the same tenant it joins that scope; of
+   * another tenant it throws `TenantMismatchError`.
+   *
+   * @example
+   * ```ts
+   * const events = await db.withTenant('org_42', async () => {
+   *   await db.query('insert into events (kind) values ($1)', ['signup'])
+   *   return (await db.query('select * from events')).rows // only org_42's rows
+   * })
+   * await db.withTenant({ role: 'sales_7' }, () => db.query('select * from clients'))
+   * ```
+   */
+  async withTenant<T>(tenant: Tenant, fn: ScopeCallback<T>): Promise<T> {
+    const resolved = resolveTenant(tenant, this.#rules)
+    const bound = currentBinding(this)
+    if (bound?.kind === 'scope') {
+      if (bound.scope.closed) throw new ScopeClosedError()
+      if (bound.tenant.key !== resolved.key) throw new TenantMismatchError()
+      return fn() // join: same tenant, same client, same transaction
+    }
+    if (bound?.kind === 'identity' && bound.tenant.key !== resolved.key) {
+      throw new TenantMismatchError()
+    }
+    return this.#inScope(new Scope(this.#pool, resolved, this.#mode), fn)
+  }
+
+  /**
+   * Binds `tenant` for everything `fn` starts, synchronously or later, without taking a client:
+   * each `db.query` inside runs alone, scoped to the tenant, and `db.transaction` opens a scope.
+   * This is what the Express and Fastify adapters use for a request. Returns what `fn` returns.
+   *
+   * @example
+   * ```ts
+   * app.use((req, res, next) => db.runWithTenant(req.get('x-org-id')!, next))
+   * await db.runWithTenant('org_42', () => db.query('select * from events'))
+   * ```
+   */
+  runWithTenant<T>(tenant: Tenant, fn: () => T): T {
+    const resolved = resolveTenant(tenant, this.#rules)
+    const bound = currentBinding(this)
+    if (bound?.kind === 'scope') {
+      if (bound.scope.closed) throw new ScopeClosedError()
+      if (bound.tenant.key !== resolved.key) throw new TenantMismatchError()
+      return fn()
+    }
+    if (bound?.kind === 'identity' && bound.tenant.key !== resolved.key) {
+      throw new TenantMismatchError()
+    }
+    return runBound(this, { kind: 'identity', tenant: resolved }, fn)
+  }
+
+  /**
+   * The explicit opt-out of fail-closed: inside `fn`, `db.query` runs with no tenant applied, as
+   * the login role (migrations, cross-tenant admin jobs). RLS still applies to the login role, so
+   * a non-owner login role sees no tenant rows here.
+   *
+   * @example
+   * ```ts
+   * await db.withoutTenant(() => db.query('select count(*) from organisations'))
+   * ```
+   */
+  withoutTenant<T>(fn: () => T): T {
+    return runBound(this, { kind: 'none' }, fn)
+  }
+
+  /**
+   * Sends a query as the tenant bound here: through the scope's client in `withTenant`, as a
+   * single scoped query in `runWithTenant`. With no tenant bound it rejects with
+   * `TenantRequiredError` and never touches the pool. Errors from PostgreSQL arrive unchanged.
+   *
+   * @example
+   * ```ts
+   * await db.query('select * from events where kind = $1', ['signup'])
+   * await db.query({ text: 'select id, kind from events', rowMode: 'array' })
+   * ```
+   */
+  query<R = Row>(text: string, values?: readonly unknown[]): Promise<QueryResultLike<R>>
+  query<R = Row>(config: QueryConfigLike): Promise<QueryResultLike<R>>
+  query(textOrConfig: string | QueryConfigLike, values?: readonly unknown[]): Promise<QueryResultLike> {
+    let config: QueryConfigLike
+    try {
+      config = toConfig(textOrConfig, values)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const bound = currentBinding(this)
+    if (bound === undefined) return Promise.reject(new TenantRequiredError())
+    if (bound.kind === 'scope') return bound.scope.query(config)
+    const scope =
+      bound.kind === 'identity'
+        ? new Scope(this.#pool, bound.tenant, 'transaction')
+        : new Scope(this.#pool, NO_TENANT, 'session')
+    return settle(scope, () => scope.query(config))
+  }
+
+  /**
+   * Runs `fn` in a transaction for the tenant bound here. Inside a `withTenant` scope (or another
+   * `transaction`) it is a SAVEPOINT, rolled back alone when `fn` throws; under `runWithTenant` it
+   * opens a scope of its own. With no tenant bound: `TenantRequiredError`.
+   *
+   * @example
+   * ```ts
+   * await db.runWithTenant('org_42', () =>
+   *   db.transaction(async () => {
+   *     await db.query('insert into orders (total) values ($1)', [10])
+   *     await db.query('update stock set n = n - 1')
+   *   }),
+   * )
+   * ```
+   */
+  async transaction<T>(fn: ScopeCallback<T>): Promise<T> {
+    const bound = currentBinding(this)
+    if (bound === undefined) throw new TenantRequiredError()
+    if (bound.kind === 'scope') {
+      if (bound.scope.closed) throw new ScopeClosedError()
+      const inner: Binding = { ...bound, depth: bound.depth + 1 }
+      return bound.scope.transaction(bound.depth, async () => runBound(this, inner, fn))
+    }
+    const tenant = bound.kind === 'identity' ? bound.tenant : NO_TENANT
+    return this.#inScope(new Scope(this.#pool, tenant, 'transaction'), fn)
+  }
+
+  /**
+   * The tenant bound in the current async context, as it was passed in, or `undefined`.
+   *
+   * @example
+   * ```ts
+   * await db.withTenant('org_42', () => db.currentTenant()) // 'org_42'
+   * ```
+   */
+  currentTenant(): Tenant | undefined {
+    const bound = currentBinding(this)
+    return bound === undefined || bound.kind === 'none' ? undefined : bound.tenant.input
+  }
+
+  /**
+   * Ends the wrapped pool.
+   *
+   * @example
+   * ```ts
+   * await db.end()
+   * ```
+   */
+  end(): Promise<void> {
+    return this.#pool.end()
+  }
+
+  #inScope<T>(scope: Scope, fn: ScopeCallback<T>): Promise<T> {
+    const binding: Binding = { kind: 'scope', tenant: scope.tenant, scope, depth: 0 }
+    return settle(scope, async () => runBound(this, binding, fn))
+  }
+}
+
+/** Runs `fn`, then closes `scope`: rolled back if `fn` threw (its error wins), committed if not. */
+async function settle<T>(scope: Scope, fn: () => T | PromiseLike<T>): Promise<T> {
+  let result: T
+  try {
+    result = await fn()
+  } catch (err) {
+    await scope.close(true)
+    throw err
+  }
+  await scope.close(false)
+  return result
+}
+
+function toConfig(textOrConfig: unknown, values: readonly unknown[] | undefined): QueryConfigLike {
+  if (typeof textOrConfig === 'string') {
+    return values === undefined ? { text: textOrConfig } : { text: textOrConfig, values }
+  }
+  if (typeof textOrConfig === 'object' && textOrConfig !== null) {
+    const config = textOrConfig as QueryConfigLike
+    if (typeof config.text === 'string') {
+      return values === undefined ? config : { ...config, values }
+    }
+  }
+  throw new InvalidQueryError('db.query needs SQL text or a { text, values } config object')
+}
+
+/**
+ * Wraps a pg pool so that every query runs as the right tenant.
+ *
+ * @param pool - a `pg.Pool` (any pg 8.x) or a look-alike with `connect()` and `end()`
+ * @param options - the setting name, the scope kind and the role allow-list
+ * @throws InvalidOptionsError when the options cannot be honoured
+ *
+ * @example
+ * ```ts
+ * import pg from 'pg'
+ * import { createTenantPool } from 'pg-tenant'
+ *
+ * const db = createTenantPool(new pg.Pool({ connectionString: process.env.DATABASE_URL }), {
+ *   setting: 'app.tenant_id',
+ * })
+ * await db.withTenant('org_42', () => db.query('select * from events'))
+ * ```
+ */
+export function createTenantPool(pool: PgPoolLike, options: TenantPoolOptions = {}): TenantPool {
+  return new TenantPool(pool, options)
+}
+
