@@ -26,9 +26,11 @@ export function transactionStatus(client: PgClientLike): TransactionStatus {
   return status === 'I' || status === 'T' || status === 'E' ? status : undefined
 }
 
-// SQLSTATEs PostgreSQL raises when `set_config('role', ...)` is refused: no such role (42704), not a
-// member (42501), or a role name it cannot take (22023).
+// SQLSTATEs PostgreSQL raises when `set_config('role', ...)` is refused: no such role (22023,
+// "invalid value for parameter role"; 42704 from SET ROLE), not a member (42501).
 const ROLE_REFUSED = new Set(['42704', '42501', '22023'])
+// "current transaction is aborted, commands ignored until end of transaction block"
+const IN_FAILED_TRANSACTION = '25P02'
 
 /** A tenant with nothing to apply: used for the explicit `withoutTenant` opt-out. */
 export const NO_TENANT: ResolvedTenant = { input: '', settings: [], role: undefined, key: '[]' }
@@ -43,6 +45,7 @@ export class Scope {
   // Scope 'transaction': a statement sent as a query (COMMIT, ROLLBACK) ended the scope's own
   // transaction. Later statements would run with no tenant applied, so they are refused.
   #transactionEnded = false
+  #statusStale = false
   readonly #onError = () => {
     this.#broken = true
   }
@@ -67,15 +70,35 @@ export class Scope {
 
   async #send(config: QueryConfigLike): Promise<QueryResultLike> {
     const client = await (this.#client ??= this.#checkout())
-    // Checked again: a COMMIT queued just before this statement may have completed meanwhile.
+    if (this.#statusStale) await this.#refreshStatus(client)
+    // Checked again after the wait: a COMMIT queued before this statement may have completed.
     if (this.#transactionEnded) throw endedError()
+    let result: QueryResultLike
     try {
-      return await client.query(config)
-    } finally {
-      if (this.mode === 'transaction' && transactionStatus(client) === 'I') {
-        this.#transactionEnded = true
-      }
+      result = await client.query(config)
+    } catch (err) {
+      // pg rejects on ErrorResponse, before the ReadyForQuery that carries the new transaction
+      // status: until a later statement completes, getTransactionStatus() may be stale.
+      this.#statusStale = true
+      throw err
     }
+    this.#noteStatus(client)
+    return result
+  }
+
+  /** After a successful statement the status is fresh: learn whether the transaction ended. */
+  #noteStatus(client: PgClientLike): void {
+    this.#statusStale = false
+    if (this.mode === 'transaction' && transactionStatus(client) === 'I') this.#transactionEnded = true
+  }
+
+  /**
+   * An empty query never fails, not even in an aborted transaction, and resolves only after its
+   * ReadyForQuery: afterwards the driver's status is current. Costs a round trip, after errors only.
+   */
+  async #refreshStatus(client: PgClientLike): Promise<void> {
+    await client.query('')
+    this.#noteStatus(client)
   }
 
   /**
@@ -94,12 +117,18 @@ export class Scope {
       await this.#undo(nested, savepoint).catch(() => undefined)
       throw err
     }
-    const client = await this.#client
-    if (client !== undefined && transactionStatus(client) === 'E') {
+    // Whether an error the callback caught aborted the transaction is read from the answer to the
+    // closing statement, not from a status that may be stale after that error.
+    let aborted: boolean
+    try {
+      const done = await this.query({ text: nested ? `RELEASE SAVEPOINT ${savepoint}` : 'COMMIT' })
+      aborted = done.command === 'ROLLBACK' // COMMIT of an aborted transaction answers ROLLBACK
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== IN_FAILED_TRANSACTION) throw err
       await this.#undo(nested, savepoint)
-      throw new TransactionAbortedError()
+      aborted = true
     }
-    await this.query({ text: nested ? `RELEASE SAVEPOINT ${savepoint}` : 'COMMIT' })
+    if (aborted) throw new TransactionAbortedError()
     return result
   }
 
@@ -173,23 +202,26 @@ export class Scope {
    * must see if its callback succeeded. Never rejects.
    */
   async #end(client: PgClientLike, failed: boolean): Promise<{ error?: unknown; confirmed: boolean }> {
-    const status = transactionStatus(client)
     if (this.mode === 'transaction') {
       if (this.#transactionEnded) return { confirmed: true }
-      if (failed || status === 'E') {
-        const confirmed = await succeeds(client, 'ROLLBACK')
-        return { error: failed ? undefined : new TransactionAbortedError(), confirmed }
-      }
+      if (failed) return { confirmed: await succeeds(client, 'ROLLBACK') }
       try {
-        await client.query('COMMIT')
-        return { confirmed: true }
+        const done = await client.query('COMMIT')
+        // COMMIT of a transaction aborted by an error the callback caught answers ROLLBACK.
+        return done.command === 'ROLLBACK'
+          ? { error: new TransactionAbortedError(), confirmed: true }
+          : { confirmed: true }
       } catch (err) {
         // A deferred constraint, say: PostgreSQL has rolled back, and SET LOCAL state went with
-        // the transaction, so an idle status confirms the client. Where the driver cannot report
-        // its status, nothing does. Either way the caller sees the error unchanged.
-        return { error: err, confirmed: transactionStatus(client) !== undefined }
+        // the transaction. The error reached us before the status did, so a ROLLBACK (a no-op
+        // warning when idle) makes the status current before it decides reuse. Where the driver
+        // cannot report a status, nothing confirms the client. The caller sees the error unchanged.
+        const confirmed = (await succeeds(client, 'ROLLBACK')) && transactionStatus(client) !== undefined
+        return { error: err, confirmed }
       }
     }
+    if (this.#statusStale && !(await succeeds(client, ''))) return { confirmed: false }
+    const status = transactionStatus(client)
     if (status === 'T' || status === 'E') {
       // A transaction the caller opened and left open: its state cannot be confirmed, so the
       // client is destroyed, which discards the transaction.

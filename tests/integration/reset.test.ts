@@ -1,0 +1,207 @@
+/**
+ * Guarantee 2: no tenant state outlives its scope. With a pool of one, the next scope gets the same
+ * physical connection (same backend pid) after every kind of scope end, and that connection shows
+ * `current_user = session_user` and an empty setting. A client whose state cannot be confirmed is
+ * destroyed: the next scope gets a new backend.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  createTenantPool,
+  ScopeClosedError,
+  TransactionAbortedError,
+  type PgClientLike,
+  type PgPoolLike,
+  type ScopeMode,
+  type Tenant,
+} from '../../src/index.js'
+import { createTestDatabase, STATE_SQL, type TestDatabase } from '../setup/fixtures.js'
+
+let t: TestDatabase
+beforeAll(async () => {
+  t = await createTestDatabase()
+})
+afterAll(() => t.drop())
+
+interface State {
+  pid: number
+  session_user: string
+  current_user: string
+  tenant: string
+}
+
+/** The state of the pool's one connection, seen outside any tenant. */
+async function idleState(db: ReturnType<typeof createTenantPool>): Promise<State> {
+  return (await db.withoutTenant(() => db.query<State>(STATE_SQL))).rows[0]!
+}
+
+function expectClean(state: State) {
+  expect(state.current_user).toBe(state.session_user)
+  expect(state.tenant).toBe('')
+}
+
+describe.each<ScopeMode>(['transaction', 'session'])('scope %s, pool of 1', (scope) => {
+  const tenants = (): Array<[string, Tenant]> => [
+    ['an id', 'org_reset'],
+    ['a role with an id', { id: 'org_reset', role: t.roles.sales[0]! }],
+  ]
+
+  const endings: Array<[string, (db: ReturnType<typeof createTenantPool>) => Promise<unknown>]> = [
+    ['returns', (db) => db.query('select 1')],
+    [
+      'throws',
+      async (db) => {
+        await db.query('select 1')
+        throw new Error('boom')
+      },
+    ],
+    ['has a SQL error', (db) => db.query('select 1/0')],
+    [
+      'catches a SQL error and returns',
+      async (db) => {
+        await db.query('select 1/0').catch(() => undefined)
+      },
+    ],
+    [
+      'fails its COMMIT on a deferred constraint',
+      (db) => db.transaction(() => db.query('insert into children (parent_id) values (999)')),
+    ],
+  ]
+
+  for (const [tenantName] of [['an id'], ['a role with an id']] as const) {
+    for (const [ending, body] of endings) {
+      it(`leaves the same connection clean when a scope for ${tenantName} ${ending}`, async () => {
+        const tenant = tenants().find(([n]) => n === tenantName)![1]
+        const db = createTenantPool(t.pool({ max: 1 }), { scope, roles: t.roles.sales })
+        const before = await idleState(db)
+        let inside: State | undefined
+        await db
+          .withTenant(tenant, async () => {
+            inside = (await db.query<State>(STATE_SQL)).rows[0]
+            return body(db)
+          })
+          .catch(() => undefined)
+        // The tenant really was applied inside, so "clean after" is not vacuous.
+        expect(inside?.tenant).toBe('org_reset')
+        if (typeof tenant === 'object') expect(inside?.current_user).toBe(t.roles.sales[0])
+        const after = await idleState(db)
+        expect(after.pid).toBe(before.pid)
+        expectClean(after)
+      })
+    }
+  }
+
+  it('rejects a scope whose callback swallowed an aborted transaction', async () => {
+    const db = createTenantPool(t.pool({ max: 1 }), { scope })
+    const run = db.withTenant('org_abort', () =>
+      db.transaction(async () => {
+        await db.query(`insert into events (kind) values ('lost')`)
+        await db.query('select 1/0').catch(() => undefined)
+        return 'looks fine'
+      }),
+    )
+    await expect(run).rejects.toBeInstanceOf(TransactionAbortedError)
+    const { rows } = await t.admin(`select * from events where kind = 'lost'`)
+    expect(rows).toEqual([])
+    expectClean(await idleState(db))
+  })
+
+  it('passes the deferred-constraint COMMIT error through unchanged', async () => {
+    const db = createTenantPool(t.pool({ max: 1 }), { scope })
+    const err = await db
+      .withTenant('org_fk', () =>
+        db.transaction(() => db.query('insert into children (parent_id) values (999)')),
+      )
+      .catch((e: unknown) => e)
+    expect((err as { code?: string }).code).toBe('23503')
+    const { rows } = await t.admin(`select * from children where parent_id = 999`)
+    expect(rows).toEqual([])
+  })
+
+  it('destroys the client when the backend is terminated mid-scope', async () => {
+    const db = createTenantPool(t.pool({ max: 1 }), { scope })
+    const before = await idleState(db)
+    const failure = await db
+      .withTenant('org_kill', async () => {
+        const { rows } = await db.query<{ pid: number }>('select pg_backend_pid() as pid')
+        await t.admin('select pg_terminate_backend($1)', [rows[0]!.pid])
+        await new Promise((r) => setTimeout(r, 50))
+        await db.query('select 1')
+      })
+      .catch((e: unknown) => e)
+    expect(failure).toBeInstanceOf(Error)
+    const after = await idleState(db)
+    expect(after.pid).not.toBe(before.pid)
+    expectClean(after)
+  })
+})
+
+describe('clients whose state cannot be confirmed are destroyed', () => {
+  it('session scope: a transaction left open destroys the client and discards its work', async () => {
+    const db = createTenantPool(t.pool({ max: 1 }), { scope: 'session' })
+    const before = await idleState(db)
+    const run = db.withTenant('org_open', async () => {
+      await db.query('begin')
+      await db.query(`insert into events (kind) values ('left-open')`)
+    })
+    await expect(run).rejects.toBeInstanceOf(TransactionAbortedError)
+    const after = await idleState(db)
+    expect(after.pid).not.toBe(before.pid)
+    expectClean(after)
+    expect((await t.admin(`select * from events where kind = 'left-open'`)).rows).toEqual([])
+  })
+
+  it('transaction scope: a COMMIT sent as a query ends the scope; later queries are refused', async () => {
+    const db = createTenantPool(t.pool({ max: 1 }), { roles: t.roles.sales })
+    const before = await idleState(db)
+    let later: unknown
+    await db.withTenant({ id: 'org_c', role: t.roles.sales[0]! }, async () => {
+      await db.query(`insert into events (kind) values ('committed-early')`)
+      await db.query('commit')
+      later = await db.query('select current_user').catch((e: unknown) => e)
+    })
+    expect(later).toBeInstanceOf(ScopeClosedError)
+    const after = await idleState(db)
+    expect(after.pid).toBe(before.pid)
+    expectClean(after)
+  })
+
+  it('session scope: a failing RESET destroys the client', async () => {
+    const pool = t.pool({ max: 1 })
+    // Fault injection on the driver side: the real client, but RESET statements fail once.
+    let released: unknown[] = []
+    const faulty: PgPoolLike = {
+      async connect() {
+        const client = (await pool.connect()) as unknown as PgClientLike
+        return new Proxy(client, {
+          get(target, prop, receiver) {
+            if (prop === 'query') {
+              return (config: unknown, values?: unknown[]) => {
+                const text = typeof config === 'string' ? config : (config as { text: string }).text
+                if (/^RESET/.test(text)) return Promise.reject(new Error('injected RESET failure'))
+                return target.query(config as string, values)
+              }
+            }
+            if (prop === 'release') {
+              return (destroy?: boolean | Error) => {
+                released.push(destroy)
+                target.release(destroy)
+              }
+            }
+            const value = Reflect.get(target, prop, receiver)
+            return typeof value === 'function' ? value.bind(target) : value
+          },
+        })
+      },
+      end: () => pool.end(),
+    }
+    const db = createTenantPool(faulty, { scope: 'session' })
+    const plain = createTenantPool(pool)
+    const before = await idleState(plain)
+    await db.withTenant('org_reset_fails', () => db.query('select 1'))
+    expect(released).toEqual([true])
+    const after = await idleState(plain)
+    expect(after.pid).not.toBe(before.pid)
+    expectClean(after)
+    released = []
+  })
+})
