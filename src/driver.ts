@@ -48,6 +48,8 @@ export interface QueryConfigLike {
 /** A pooled client, as `pg.Pool#connect()` resolves it. */
 export interface PgClientLike {
   query(config: QueryConfigLike | string, values?: readonly unknown[]): Promise<QueryResultLike<any>>
+  /** A submittable (pg-cursor, pg-query-stream, pg-tenant's own pipeline): pg hands it the connection. */
+  query<S extends { submit(connection: any): unknown }>(submittable: S): S
   /** Returns the client to its pool; `true` or an Error destroys it instead. */
   release(destroy?: boolean | Error): void
   on(event: 'error', listener: (err: Error) => void): unknown

@@ -1,7 +1,7 @@
 // Named re-exports only: each module holds one job (see DESIGN.md's layout).
 export { createTenantPool, TenantPool } from './pool.js'
 export type { TenantPoolOptions, ScopeCallback } from './pool.js'
-export type { ScopeMode } from './scope.js'
+export type { ScopeMode, Submittable } from './scope.js'
 export type { Tenant, RoleMatcher } from './tenant.js'
 export type {
   PgPoolLike,

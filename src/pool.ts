@@ -10,7 +10,7 @@ import {
   TenantMismatchError,
   TenantRequiredError,
 } from './errors.js'
-import { NO_TENANT, Scope, type ScopeMode } from './scope.js'
+import { isSubmittable, NO_TENANT, Scope, type ScopeMode, type Submittable } from './scope.js'
 import {
   DEFAULT_MAX_VALUE_LENGTH,
   resolveTenant,
@@ -163,32 +163,39 @@ export class TenantPool {
 
   /**
    * Sends a query as the tenant bound here: through the scope's client in `withTenant`, as a
-   * single scoped query in `runWithTenant`. With no tenant bound it rejects with
-   * `TenantRequiredError` and never touches the pool. Errors from PostgreSQL arrive unchanged.
+   * single scoped query in `runWithTenant` (one round trip: the tenant's `set_config` and the
+   * statement share one Sync). With no tenant bound it rejects with `TenantRequiredError` and never
+   * touches the pool. Errors from PostgreSQL arrive unchanged.
+   *
+   * A pg submittable (pg-cursor, pg-query-stream) resolves to itself once queued; it runs in a
+   * transaction with the tenant applied, and under `runWithTenant` its client goes back when pg is
+   * done with it (read it to the end, or close it).
    *
    * @example
    * ```ts
    * await db.query('select * from events where kind = $1', ['signup'])
    * await db.query({ text: 'select id, kind from events', rowMode: 'array' })
+   * const cursor = await db.query(new Cursor('select * from events'))
    * ```
    */
   query<R = Row>(text: string, values?: readonly unknown[]): Promise<QueryResultLike<R>>
   query<R = Row>(config: QueryConfigLike): Promise<QueryResultLike<R>>
-  query(textOrConfig: string | QueryConfigLike, values?: readonly unknown[]): Promise<QueryResultLike> {
-    let config: QueryConfigLike
+  query<S extends Submittable>(submittable: S): Promise<S>
+  query(textOrConfig: string | QueryConfigLike | Submittable, values?: readonly unknown[]): Promise<unknown> {
+    let config: QueryConfigLike | Submittable
     try {
-      config = toConfig(textOrConfig, values)
+      config = isSubmittable(textOrConfig) ? textOrConfig : toConfig(textOrConfig, values)
     } catch (err) {
       return Promise.reject(err)
     }
     const bound = currentBinding(this)
     if (bound === undefined) return Promise.reject(new TenantRequiredError())
-    if (bound.kind === 'scope') return bound.scope.query(config)
-    const scope =
-      bound.kind === 'identity'
-        ? new Scope(this.#pool, bound.tenant, 'transaction')
-        : new Scope(this.#pool, NO_TENANT, 'session')
-    return settle(scope, () => scope.query(config))
+    if (bound.kind === 'scope') {
+      return isSubmittable(config) ? bound.scope.submit(config) : bound.scope.query(config)
+    }
+    const scope = new Scope(this.#pool, bound.kind === 'identity' ? bound.tenant : NO_TENANT, 'single')
+    if (!isSubmittable(config)) return settle(scope, () => scope.query(config))
+    return submitAlone(scope, config)
   }
 
   /**
@@ -246,6 +253,20 @@ export class TenantPool {
   #inScope<T>(scope: Scope, fn: ScopeCallback<T>): Promise<T> {
     const binding: Binding = { kind: 'scope', tenant: scope.tenant, scope, depth: 0 }
     return settle(scope, async () => runBound(this, binding, fn))
+  }
+}
+
+/** Queues a submittable in a scope of its own, closed when pg is done with it. */
+async function submitAlone<S extends Submittable>(scope: Scope, submittable: S): Promise<S> {
+  let closing: Promise<void> | undefined
+  const finished = () => {
+    closing ??= scope.close(false).catch(() => undefined)
+  }
+  try {
+    return await scope.submit(submittable, finished)
+  } catch (err) {
+    await scope.close(true)
+    throw err
   }
 }
 

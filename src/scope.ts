@@ -2,13 +2,29 @@
  * One tenant scope: at most one pooled client, taken lazily on the first query, and the security
  * code that decides whether that client may go back to the pool.
  *
- * A client is returned with `release()` only when its state is confirmed clean: no transaction open
- * (`getTransactionStatus() === 'I'`, or, where the driver cannot say, the COMMIT/ROLLBACK/RESET we
- * sent succeeded), no socket error seen, and (scope `session`) RESET ROLE plus a RESET of every
- * setting written. Anything else destroys it with `release(true)`.
+ * Every statement a scope sends is a `TenantQuery` (pipeline.ts), so the scope always knows the
+ * transaction status from the ReadyForQuery that answered it, and a guard checked when pg is about
+ * to write a statement refuses it if the tenant could not be applied or the scope's transaction
+ * has ended. A client is returned with `release()` only when its state is confirmed clean: the
+ * last ReadyForQuery said idle, no socket error or unanswered statement was seen, and (scope
+ * `session`) RESET ROLE plus a RESET of every setting written succeeded. Anything else destroys it
+ * with `release(true)`.
  */
 import type { PgClientLike, PgPoolLike, QueryConfigLike, QueryResultLike } from './driver.js'
-import { RoleSwitchError, ScopeClosedError, TransactionAbortedError } from './errors.js'
+import {
+  InvalidOptionsError,
+  RoleSwitchError,
+  ScopeClosedError,
+  TransactionAbortedError,
+} from './errors.js'
+import {
+  queryClassOf,
+  TenantQuery,
+  type PrefixStatement,
+  type QueryClass,
+  type TransactionStatus,
+} from './pipeline.js'
+import { hasSeveralStatements } from './statements.js'
 import { applyStatement, resetStatement, type ResolvedTenant } from './tenant.js'
 
 /**
@@ -18,12 +34,16 @@ import { applyStatement, resetStatement, type ResolvedTenant } from './tenant.js
  */
 export type ScopeMode = 'transaction' | 'session'
 
-type TransactionStatus = 'I' | 'T' | 'E' | undefined
+/** How a scope runs: a public mode, or `'single'`: one statement in its own implicit transaction. */
+export type ScopeKind = ScopeMode | 'single'
 
-/** The status of the last ReadyForQuery, or `undefined` where the driver cannot tell. */
-export function transactionStatus(client: PgClientLike): TransactionStatus {
-  const status = client.getTransactionStatus?.()
-  return status === 'I' || status === 'T' || status === 'E' ? status : undefined
+/** A pg submittable (pg-cursor, pg-query-stream): an object pg hands the connection to. */
+export interface Submittable {
+  submit(connection: unknown): unknown
+}
+
+export function isSubmittable(value: unknown): value is Submittable {
+  return typeof (value as { submit?: unknown } | null)?.submit === 'function'
 }
 
 // SQLSTATEs PostgreSQL raises when `set_config('role', ...)` is refused: no such role (22023,
@@ -31,29 +51,39 @@ export function transactionStatus(client: PgClientLike): TransactionStatus {
 const ROLE_REFUSED = new Set(['42704', '42501', '22023'])
 // "current transaction is aborted, commands ignored until end of transaction block"
 const IN_FAILED_TRANSACTION = '25P02'
+const BEGIN: PrefixStatement = { text: 'BEGIN', values: [] }
 
 /** A tenant with nothing to apply: used for the explicit `withoutTenant` opt-out. */
 export const NO_TENANT: ResolvedTenant = { input: '', settings: [], role: undefined, key: '[]' }
 
 export class Scope {
   readonly tenant: ResolvedTenant
-  readonly mode: ScopeMode
+  readonly kind: ScopeKind
   readonly #pool: PgPoolLike
   #client: Promise<PgClientLike> | undefined
+  #queryClass: QueryClass | undefined
   #closed = false
   #broken = false
-  // Scope 'transaction': a statement sent as a query (COMMIT, ROLLBACK) ended the scope's own
-  // transaction. Later statements would run with no tenant applied, so they are refused.
+  #prefixSent = false
+  // This scope sent BEGIN: it ends with COMMIT or ROLLBACK.
+  #inTransaction = false
+  // The tenant could not be applied: nothing more may run through this scope.
+  #applyError: unknown
+  // The scope's own transaction was ended by a statement sent as a query (COMMIT, ROLLBACK).
   #transactionEnded = false
-  #statusStale = false
+  // The status of the last ReadyForQuery; 'I' for a fresh checkout (pg-pool hands out idle
+  // clients, and pg-tenant returns only those).
+  #status: TransactionStatus = 'I'
+  // A statement was written but never answered (query_timeout, lost socket): state unknown.
+  #unanswered = false
   readonly #onError = () => {
     this.#broken = true
   }
 
-  constructor(pool: PgPoolLike, tenant: ResolvedTenant, mode: ScopeMode) {
+  constructor(pool: PgPoolLike, tenant: ResolvedTenant, kind: ScopeKind) {
     this.#pool = pool
     this.tenant = tenant
-    this.mode = mode
+    this.kind = kind
   }
 
   /** True once the scope began to close: no statement may be sent through it any more. */
@@ -61,44 +91,150 @@ export class Scope {
     return this.#closed
   }
 
-  /** Sends one statement through this scope's client, checking the client out on first use. */
+  /**
+   * Sends one statement through this scope's client, checking the client out on first use. The
+   * first statement carries the tenant (and `BEGIN`) in the same round trip where it can.
+   */
   query(config: QueryConfigLike): Promise<QueryResultLike> {
-    if (this.#closed) return Promise.reject(new ScopeClosedError())
-    if (this.#transactionEnded) return Promise.reject(endedError())
+    const refused = this.#refusal()
+    if (refused) return Promise.reject(refused)
     return this.#send(config)
   }
 
-  async #send(config: QueryConfigLike): Promise<QueryResultLike> {
-    const client = await (this.#client ??= this.#checkout())
-    if (this.#statusStale) await this.#refreshStatus(client)
-    // Checked again after the wait: a COMMIT queued before this statement may have completed.
-    if (this.#transactionEnded) throw endedError()
-    let result: QueryResultLike
-    try {
-      result = await client.query(config)
-    } catch (err) {
-      // pg rejects on ErrorResponse, before the ReadyForQuery that carries the new transaction
-      // status: until a later statement completes, getTransactionStatus() may be stale.
-      this.#statusStale = true
-      throw err
-    }
-    this.#noteStatus(client)
-    return result
-  }
-
-  /** After a successful statement the status is fresh: learn whether the transaction ended. */
-  #noteStatus(client: PgClientLike): void {
-    this.#statusStale = false
-    if (this.mode === 'transaction' && transactionStatus(client) === 'I') this.#transactionEnded = true
-  }
-
   /**
-   * An empty query never fails, not even in an aborted transaction, and resolves only after its
-   * ReadyForQuery: afterwards the driver's status is current. Costs a round trip, after errors only.
+   * Sends a pg submittable (pg-cursor, pg-query-stream) through this scope. It cannot share a
+   * round trip, so the tenant goes first in a statement of its own, inside a transaction.
+   * `finished` resolves when pg is done with it.
    */
-  async #refreshStatus(client: PgClientLike): Promise<void> {
-    await client.query('')
-    this.#noteStatus(client)
+  async submit<S extends Submittable>(submittable: S, finished?: () => void): Promise<S> {
+    const refused = this.#refusal()
+    if (refused) throw refused
+    const client = await this.#acquire()
+    this.#sendHead(client, this.#takePrefix(false))
+    const scope = this
+    const guarded = new Proxy(submittable, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver)
+        if (prop === 'submit') {
+          return (connection: unknown) => scope.#guard() ?? target.submit.call(receiver, connection)
+        }
+        if ((prop === 'handleReadyForQuery' || prop === 'handleError') && typeof value === 'function') {
+          return (...args: unknown[]) => {
+            try {
+              return value.apply(receiver, args)
+            } finally {
+              finished?.()
+            }
+          }
+        }
+        return value
+      },
+    })
+    client.query(guarded)
+    return submittable
+  }
+
+  #refusal(): unknown {
+    if (this.#closed) return new ScopeClosedError()
+    if (this.#applyError !== undefined) return this.#applyError
+    if (this.#transactionEnded) return endedError()
+    return undefined
+  }
+
+  async #send(config: QueryConfigLike): Promise<QueryResultLike> {
+    const client = await this.#acquire()
+    // A statement that is several statements in one text cannot be Parsed with others: it goes
+    // after the tenant, in a transaction, on the simple protocol.
+    const pipelinable = !hasSeveralStatements(config.text)
+    const prefix = this.#takePrefix(pipelinable)
+    const pipelined = pipelinable && this.kind !== 'session'
+    if (!pipelined) this.#sendHead(client, prefix)
+    const query = this.#tenantQuery(config, pipelined ? prefix : [])
+    client.query(query)
+    return this.#answer(query)
+  }
+
+  /** The prefix the next statement must carry, or none once it has been sent. */
+  #takePrefix(pipelinable: boolean): PrefixStatement[] {
+    if (this.#prefixSent) return []
+    this.#prefixSent = true
+    const hasTenant = this.tenant.settings.length > 0 || this.tenant.role !== undefined
+    // A session scope writes session-level settings in a statement of its own: piggybacked on a
+    // statement that fails, they would be rolled back with it and later statements would run bare.
+    const apply = hasTenant ? [applyStatement(this.tenant, this.kind !== 'session')] : []
+    if (this.kind === 'session' || (this.kind === 'single' && pipelinable)) return apply
+    this.#inTransaction = true
+    return [BEGIN, ...apply]
+  }
+
+  /** Sends the prefix alone; a failure is seen by the next statement's guard. */
+  #sendHead(client: PgClientLike, prefix: PrefixStatement[]): void {
+    if (prefix.length === 0) return
+    const head = new TenantQuery(undefined, undefined, prefix, this.#hooks(false))
+    client.query(head)
+    this.#answer(head).catch(() => undefined)
+  }
+
+  #tenantQuery(config: QueryConfigLike, prefix: PrefixStatement[]): TenantQuery {
+    return new TenantQuery(this.#queryClass, config, prefix, this.#hooks(prefix.length === 0))
+  }
+
+  #hooks(guarded: boolean) {
+    return {
+      guard: guarded ? () => this.#guard() : undefined,
+      prefixFailed: (err: unknown) => this.#applyFailed(err),
+      status: (status: TransactionStatus) => {
+        this.#status = status
+      },
+    }
+  }
+
+  /** Checked when pg is about to write a statement: the status is current then. */
+  #guard(): Error | undefined {
+    if (this.#applyError !== undefined) return asError(this.#applyError)
+    if (this.#inTransaction && this.#status === 'I') {
+      this.#transactionEnded = true
+      return endedError()
+    }
+    return undefined
+  }
+
+  #applyFailed(err: unknown): unknown {
+    const role = this.tenant.role
+    const code = (err as { code?: unknown } | null)?.code
+    const explained =
+      role !== undefined && typeof code === 'string' && ROLE_REFUSED.has(code)
+        ? new RoleSwitchError(role, err)
+        : err
+    this.#applyError = explained
+    return explained
+  }
+
+  async #answer(query: TenantQuery): Promise<QueryResultLike> {
+    try {
+      return await query.done
+    } finally {
+      if (query.wrote && query.status === undefined) this.#unanswered = true
+    }
+  }
+
+  #acquire(): Promise<PgClientLike> {
+    return (this.#client ??= this.#connect())
+  }
+
+  async #connect(): Promise<PgClientLike> {
+    const client = await this.#pool.connect()
+    this.#queryClass = queryClassOf(client)
+    if (this.#queryClass === undefined) {
+      client.release()
+      throw new InvalidOptionsError(
+        "pg-tenant needs node-postgres' JavaScript client (pg 8.x, not pg-native or pipeline mode)",
+      )
+    }
+    // A checked-out client that loses its socket emits 'error'; unhandled, that would crash the
+    // process. Seeing one means the client can never be confirmed clean.
+    client.on('error', this.#onError)
+    return client
   }
 
   /**
@@ -106,7 +242,7 @@ export class Scope {
    * session scope, a `SAVEPOINT` otherwise (a transaction scope already is one transaction).
    */
   async transaction<T>(depth: number, fn: () => Promise<T>): Promise<T> {
-    const nested = this.mode === 'transaction' || depth > 0
+    const nested = this.kind === 'transaction' || depth > 0
     const savepoint = `pg_tenant_${depth + 1}`
     await this.query({ text: nested ? `SAVEPOINT ${savepoint}` : 'BEGIN' })
     let result: T
@@ -118,7 +254,7 @@ export class Scope {
       throw err
     }
     // Whether an error the callback caught aborted the transaction is read from the answer to the
-    // closing statement, not from a status that may be stale after that error.
+    // closing statement.
     let aborted: boolean
     try {
       const done = await this.query({ text: nested ? `RELEASE SAVEPOINT ${savepoint}` : 'COMMIT' })
@@ -141,38 +277,6 @@ export class Scope {
     await this.query({ text: `RELEASE SAVEPOINT ${savepoint}` })
   }
 
-  async #checkout(): Promise<PgClientLike> {
-    const client = await this.#pool.connect()
-    // A checked-out client that loses its socket emits 'error'; unhandled, that would crash the
-    // process. Seeing one means the client can never be confirmed clean.
-    client.on('error', this.#onError)
-    const transactional = this.mode === 'transaction'
-    try {
-      if (transactional) await client.query('BEGIN')
-      if (this.tenant.settings.length > 0 || this.tenant.role !== undefined) {
-        const apply = applyStatement(this.tenant, transactional)
-        await client.query({ text: apply.text, values: apply.values })
-      }
-    } catch (err) {
-      // A failed set_config changed nothing (GUC changes are transactional); a transaction scope
-      // still has its BEGIN to roll back.
-      let clean = !this.#broken
-      if (clean && transactional) clean = await succeeds(client, 'ROLLBACK')
-      this.#giveBack(client, clean)
-      throw this.#explain(err)
-    }
-    return client
-  }
-
-  #explain(err: unknown): unknown {
-    const role = this.tenant.role
-    const code = (err as { code?: unknown } | null)?.code
-    if (role !== undefined && typeof code === 'string' && ROLE_REFUSED.has(code)) {
-      return new RoleSwitchError(role, err)
-    }
-    return err
-  }
-
   /**
    * Ends the scope. `failed`: the scope's callback threw, so its work is rolled back. Resolves with
    * nothing, or rejects with what the caller must see when the callback itself succeeded: the
@@ -185,60 +289,70 @@ export class Scope {
     try {
       client = await this.#client
     } catch {
-      return // the checkout failed and already gave its client back
+      return // the checkout failed: there is no client to give back
     }
-    const { error, confirmed } = this.#broken ? { error: undefined, confirmed: false } : await this.#end(client, failed)
-    const status = transactionStatus(client)
-    // Both must hold: our restoring statements succeeded, and the driver (where it can tell) saw
-    // the connection leave every transaction.
-    const clean = !this.#broken && confirmed && (status === undefined || status === 'I')
-    this.#giveBack(client, clean)
+    const known = !this.#broken && !this.#unanswered
+    const { error, confirmed } = known ? await this.#end(client, failed) : { error: undefined, confirmed: false }
+    const clean = confirmed && !this.#broken && !this.#unanswered && this.#status === 'I'
+    client.removeListener('error', this.#onError)
+    client.release(clean ? undefined : true)
     if (error !== undefined && !failed) throw error
   }
 
   /**
-   * Ends the transaction (scope 'transaction') or undoes the session state (scope 'session').
-   * `confirmed`: the state is clean once the connection is idle. `error`: what the caller
-   * must see if its callback succeeded. Never rejects.
+   * Ends the transaction this scope opened, or undoes the session state. `confirmed`: the
+   * statements that restore a clean state succeeded (the status still has the last word).
+   * `error`: what the caller must see if its callback succeeded. Never rejects.
    */
   async #end(client: PgClientLike, failed: boolean): Promise<{ error?: unknown; confirmed: boolean }> {
-    if (this.mode === 'transaction') {
+    if (this.#inTransaction) {
       if (this.#transactionEnded) return { confirmed: true }
-      if (failed) return { confirmed: await succeeds(client, 'ROLLBACK') }
-      try {
-        const done = await client.query('COMMIT')
-        // COMMIT of a transaction aborted by an error the callback caught answers ROLLBACK.
-        return done.command === 'ROLLBACK'
-          ? { error: new TransactionAbortedError(), confirmed: true }
-          : { confirmed: true }
-      } catch (err) {
-        // A deferred constraint, say: PostgreSQL has rolled back, and SET LOCAL state went with
-        // the transaction. The error reached us before the status did, so a ROLLBACK (a no-op
-        // warning when idle) makes the status current before it decides reuse. Where the driver
-        // cannot report a status, nothing confirms the client. The caller sees the error unchanged.
-        const confirmed = (await succeeds(client, 'ROLLBACK')) && transactionStatus(client) !== undefined
-        return { error: err, confirmed }
+      const end = await this.#exec(client, failed ? 'ROLLBACK' : 'COMMIT')
+      if (end.error !== undefined) {
+        // e.g. a deferred constraint: PostgreSQL rolled back, and SET LOCAL state went with the
+        // transaction; the status of the answer decides reuse. The caller sees the error unchanged.
+        return { error: failed ? undefined : end.error, confirmed: true }
       }
+      // COMMIT of a transaction aborted by an error the callback caught answers ROLLBACK.
+      const aborted = !failed && end.result?.command === 'ROLLBACK'
+      return { error: aborted ? new TransactionAbortedError() : undefined, confirmed: true }
     }
-    if (this.#statusStale && !(await succeeds(client, ''))) return { confirmed: false }
-    const status = transactionStatus(client)
-    if (status === 'T' || status === 'E') {
-      // A transaction the caller opened and left open: its state cannot be confirmed, so the
-      // client is destroyed, which discards the transaction.
-      const error = new TransactionAbortedError(
-        'a transaction was left open in a session scope; it was discarded with its connection',
-      )
-      return { error, confirmed: false }
+    if (this.kind !== 'session') return { confirmed: true } // the implicit transaction has ended
+    const hasState = this.tenant.settings.length > 0 || this.tenant.role !== undefined
+    // A transaction the caller opened and left open cannot be confirmed clean: the client is
+    // destroyed, which discards it. Checked when the RESET is about to be written.
+    const leftOpen = () =>
+      this.#status === 'I'
+        ? undefined
+        : new TransactionAbortedError(
+            'a transaction was left open in a session scope; it was discarded with its connection',
+          )
+    if (!hasState) {
+      const error = leftOpen()
+      return { error, confirmed: error === undefined }
     }
-    if (this.tenant.settings.length === 0 && this.tenant.role === undefined) return { confirmed: true }
-    const reset = resetStatement(this.tenant)
-    // Without a status from the driver, end any transaction the caller left open first.
-    return { confirmed: await succeeds(client, status === undefined ? `ROLLBACK; ${reset}` : reset) }
+    const reset = await this.#exec(client, resetStatement(this.tenant), leftOpen)
+    if (reset.error instanceof TransactionAbortedError) return { error: reset.error, confirmed: false }
+    return { confirmed: reset.error === undefined }
   }
 
-  #giveBack(client: PgClientLike, clean: boolean): void {
-    client.removeListener('error', this.#onError)
-    client.release(clean ? undefined : true)
+  async #exec(
+    client: PgClientLike,
+    text: string,
+    guard?: () => Error | undefined,
+  ): Promise<{ result?: QueryResultLike; error?: unknown }> {
+    const query = new TenantQuery(this.#queryClass, { text }, [], {
+      guard,
+      status: (status) => {
+        this.#status = status
+      },
+    })
+    client.query(query)
+    try {
+      return { result: await this.#answer(query) }
+    } catch (error) {
+      return { error }
+    }
   }
 }
 
@@ -249,11 +363,6 @@ function endedError(): ScopeClosedError {
   )
 }
 
-async function succeeds(client: PgClientLike, text: string): Promise<boolean> {
-  try {
-    await client.query(text)
-    return true
-  } catch {
-    return false
-  }
+function asError(value: unknown): Error {
+  return value instanceof Error ? value : new Error(String(value))
 }

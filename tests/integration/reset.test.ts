@@ -175,10 +175,13 @@ describe('clients whose state cannot be confirmed are destroyed', () => {
         return new Proxy(client, {
           get(target, prop, receiver) {
             if (prop === 'query') {
-              return (config: unknown, values?: unknown[]) => {
-                const text = typeof config === 'string' ? config : (config as { text: string }).text
-                if (/^RESET/.test(text)) return Promise.reject(new Error('injected RESET failure'))
-                return target.query(config as string, values)
+              return (query: { text?: string; handleError?: (e: Error) => void }, values?: unknown[]) => {
+                if (/^RESET/.test(query?.text ?? '') && typeof query.handleError === 'function') {
+                  // Fails the RESET as pg fails a query it cannot send: nothing is written.
+                  process.nextTick(() => query.handleError!(new Error('injected RESET failure')))
+                  return query
+                }
+                return target.query(query as never, values)
               }
             }
             if (prop === 'release') {
@@ -188,7 +191,7 @@ describe('clients whose state cannot be confirmed are destroyed', () => {
               }
             }
             const value = Reflect.get(target, prop, receiver)
-            return typeof value === 'function' ? value.bind(target) : value
+            return typeof value === 'function' && prop !== 'constructor' ? value.bind(target) : value
           },
         })
       },
