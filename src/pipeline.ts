@@ -102,6 +102,8 @@ export class TenantQuery {
   readonly #inner: PgQueryLike | undefined
   readonly #userName: string | undefined
   readonly #userText: string | undefined
+  /** Read by pg's `client.query` to arm its read timeout around this submittable. */
+  readonly query_timeout: number | undefined
   readonly #hooks: TenantQueryHooks
   #completes = 0
   #settled = false
@@ -125,6 +127,7 @@ export class TenantQuery {
     this.#hooks = hooks
     this.#userName = config?.name
     this.#userText = config?.text
+    this.query_timeout = config?.query_timeout
     let resolve!: (r: QueryResultLike) => void
     let reject!: (e: unknown) => void
     this.done = new Promise((res, rej) => {

@@ -307,6 +307,11 @@ export class Scope {
   async #end(client: PgClientLike, failed: boolean): Promise<{ error?: unknown; confirmed: boolean }> {
     if (this.#inTransaction) {
       if (this.#transactionEnded) return { confirmed: true }
+      if (this.#applyError !== undefined) {
+        // The tenant was never applied: nothing in this transaction may be kept.
+        const end = await this.#exec(client, 'ROLLBACK')
+        return { error: this.#applyError, confirmed: end.error === undefined }
+      }
       const end = await this.#exec(client, failed ? 'ROLLBACK' : 'COMMIT')
       if (end.error !== undefined) {
         // e.g. a deferred constraint: PostgreSQL rolled back, and SET LOCAL state went with the

@@ -1,0 +1,119 @@
+/**
+ * The round-trip budget (DESIGN.md), counted on the wire by a loopback proxy, not timed:
+ * a lone scoped query costs 1 like raw pg, withTenant with N queries N + 1, and a withTenant that
+ * runs no query 0.
+ */
+import pg from 'pg'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createTenantPool } from '../../src/index.js'
+import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
+import { startWireProxy, type WireProxy } from '../setup/wire-proxy.js'
+
+let t: TestDatabase
+let proxy: WireProxy
+let pool: pg.Pool
+beforeAll(async () => {
+  t = await createTestDatabase()
+  const url = new URL(t.appUrl)
+  proxy = await startWireProxy(url.hostname, Number(url.port))
+  url.port = String(proxy.port)
+  pool = t.pool({ connectionString: url.toString(), max: 1 })
+  await pool.query('select 1') // connect once: startup traffic is not part of any budget
+})
+afterAll(async () => {
+  await pool.end()
+  await proxy.close()
+  await t.drop()
+})
+
+async function trips(fn: () => Promise<unknown>): Promise<number> {
+  await fn() // warm: named statements, caches
+  proxy.reset()
+  await fn()
+  return proxy.roundTrips
+}
+
+describe('scope transaction (default)', () => {
+  const db = () => createTenantPool(pool)
+
+  it('raw pool.query costs 1 (the baseline)', async () => {
+    expect(await trips(() => pool.query('select 1'))).toBe(1)
+  })
+
+  it('runWithTenant + one query costs 1', async () => {
+    const d = db()
+    expect(await trips(() => d.runWithTenant('org_1', () => d.query('select * from events')))).toBe(1)
+    expect(await trips(() => d.runWithTenant('org_1', () => d.query('select $1::int', [1])))).toBe(1)
+    expect(proxy.messages).toEqual(['P', 'B', 'E', 'P', 'B', 'D', 'E', 'S'])
+  })
+
+  it('runWithTenant with a role costs 1', async () => {
+    const d = createTenantPool(pool, { roles: t.roles.sales })
+    const role = t.roles.sales[0]!
+    expect(await trips(() => d.runWithTenant({ role }, () => d.query('select * from clients')))).toBe(1)
+  })
+
+  it.each([1, 2, 3, 5])('withTenant with %i queries costs N + 1', async (n) => {
+    const d = db()
+    const count = await trips(() =>
+      d.withTenant('org_1', async () => {
+        for (let i = 0; i < n; i++) await d.query('select * from events where id = $1', [i])
+      }),
+    )
+    expect(count).toBe(n + 1)
+  })
+
+  it('withTenant that runs no query costs 0', async () => {
+    const d = db()
+    expect(await trips(() => d.withTenant('org_1', async () => 'nothing'))).toBe(0)
+  })
+
+  it('the naive pattern (BEGIN, set_config, query, COMMIT) costs 4, for comparison', async () => {
+    const naive = async () => {
+      const client = await pool.connect()
+      try {
+        await client.query('BEGIN')
+        await client.query(`select set_config('app.tenant_id', $1, true)`, ['org_1'])
+        await client.query('select * from events')
+        await client.query('COMMIT')
+      } finally {
+        client.release()
+      }
+    }
+    expect(await trips(naive)).toBe(4)
+  })
+
+  it('a parameterless query also shares the trip (extended protocol)', async () => {
+    const d = db()
+    expect(await trips(() => d.runWithTenant('org_1', () => d.query('select 1')))).toBe(1)
+  })
+
+  it('several statements in one text take the slower path: tenant, Query, COMMIT', async () => {
+    const d = db()
+    expect(await trips(() => d.runWithTenant('org_1', () => d.query('select 1; select 2')))).toBe(3)
+  })
+
+  it('a nested db.transaction costs its SAVEPOINT and RELEASE', async () => {
+    const d = db()
+    const count = await trips(() =>
+      d.withTenant('org_1', async () => {
+        await d.query('select 1')
+        await d.transaction(() => d.query('select 2'))
+      }),
+    )
+    expect(count).toBe(1 + 3 + 1) // first query, SAVEPOINT + query + RELEASE, COMMIT
+  })
+})
+
+describe('scope session', () => {
+  it('withTenant with N queries costs N + 2 (apply, queries, RESET)', async () => {
+    const d = createTenantPool(pool, { scope: 'session' })
+    const count = await trips(() =>
+      d.withTenant('org_1', async () => {
+        await d.query('select 1')
+        await d.query('select 2')
+      }),
+    )
+    expect(count).toBe(4)
+  })
+})
