@@ -15,6 +15,7 @@ export type TenantPoolErrorCode =
   | 'SCOPE_CLOSED'
   | 'TENANT_MISMATCH'
   | 'TRANSACTION_ABORTED'
+  | 'SESSION_POOLING_REQUIRED'
 
 // The package may be loaded twice in one process (its ESM and its CJS build, or a subpath entry
 // that carries its own copy of this module). `instanceof` must still hold across those copies, so
@@ -238,5 +239,25 @@ export class TransactionAbortedError extends TenantPoolError {
     message = 'the transaction was aborted by an earlier error and has been rolled back',
   ) {
     super('TRANSACTION_ABORTED', message)
+  }
+}
+
+/**
+ * Scope `session` found its statements answered by two different server backends: a pooler in
+ * transaction (or statement) mode sits between the pool and PostgreSQL, so session settings may
+ * have been left on a server connection another client now uses. The client is destroyed and the
+ * pool refuses every later `session` scope with this error. Use scope `'transaction'` behind
+ * PgBouncer's transaction pooling, or session pooling.
+ *
+ * @example
+ * ```ts
+ * const db = createTenantPool(poolThroughPgBouncer, { scope: 'session' })
+ * await db.withTenant('org_1', fn) // may reject with SessionPoolingError
+ * ```
+ */
+export class SessionPoolingError extends TenantPoolError {
+  static override readonly code = 'SESSION_POOLING_REQUIRED' as const
+  constructor(message = 'scope "session" needs session pooling: two server backends answered one scope') {
+    super('SESSION_POOLING_REQUIRED', message)
   }
 }

@@ -23,5 +23,6 @@ export {
   ScopeClosedError,
   TenantMismatchError,
   TransactionAbortedError,
+  SessionPoolingError,
 } from './errors.js'
 export type { TenantPoolErrorCode } from './errors.js'

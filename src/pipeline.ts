@@ -78,6 +78,8 @@ export interface TenantQueryHooks {
   guard?: () => Error | undefined
   /** A prefix statement failed: returns the error the caller sees. */
   prefixFailed?: (err: unknown) => unknown
+  /** The first field of each row a prefix statement returns, as text. */
+  prefixRow?: (value: unknown) => void
   /** Every ReadyForQuery this query receives, before the client starts its next query. */
   status?: (status: TransactionStatus) => void
 }
@@ -269,6 +271,7 @@ export class TenantQuery {
   handleDataRow(msg: unknown): void {
     // The prefix is executed without Describe; its rows (set_config's) are not the caller's.
     if (this.#completes >= this.#prefix.length) this.#inner?.handleDataRow(msg)
+    else this.#hooks.prefixRow?.((msg as { fields?: unknown[] }).fields?.at(-1))
   }
 
   handleCommandComplete(msg: unknown, connection: unknown): void {

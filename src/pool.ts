@@ -10,7 +10,14 @@ import {
   TenantMismatchError,
   TenantRequiredError,
 } from './errors.js'
-import { isSubmittable, NO_TENANT, Scope, type ScopeMode, type Submittable } from './scope.js'
+import {
+  isSubmittable,
+  NO_TENANT,
+  Scope,
+  type PoolState,
+  type ScopeMode,
+  type Submittable,
+} from './scope.js'
 import {
   DEFAULT_MAX_VALUE_LENGTH,
   resolveTenant,
@@ -66,6 +73,7 @@ export class TenantPool {
   readonly #pool: PgPoolLike
   readonly #rules: TenantRules
   readonly #mode: ScopeMode
+  readonly #state: PoolState = {}
 
   /** Prefer {@link createTenantPool}; the options are validated here, before any query. */
   constructor(pool: PgPoolLike, options: TenantPoolOptions = {}) {
@@ -119,7 +127,8 @@ export class TenantPool {
     if (bound?.kind === 'identity' && bound.tenant.key !== resolved.key) {
       throw new TenantMismatchError()
     }
-    return this.#inScope(new Scope(this.#pool, resolved, this.#mode), fn)
+    if (this.#mode === 'session' && this.#state.sessionPoolingError) throw this.#state.sessionPoolingError
+    return this.#inScope(new Scope(this.#pool, resolved, this.#mode, this.#state), fn)
   }
 
   /**

@@ -15,6 +15,7 @@ import {
   InvalidOptionsError,
   RoleSwitchError,
   ScopeClosedError,
+  SessionPoolingError,
   TransactionAbortedError,
 } from './errors.js'
 import {
@@ -25,7 +26,7 @@ import {
   type TransactionStatus,
 } from './pipeline.js'
 import { hasSeveralStatements } from './statements.js'
-import { applyStatement, resetStatement, type ResolvedTenant } from './tenant.js'
+import { applyStatement, resetStatements, type ResolvedTenant } from './tenant.js'
 
 /**
  * `'transaction'`: the scope is one transaction and settings are `set_config(..., true)`, gone when
@@ -56,10 +57,19 @@ const BEGIN: PrefixStatement = { text: 'BEGIN', values: [] }
 /** A tenant with nothing to apply: used for the explicit `withoutTenant` opt-out. */
 export const NO_TENANT: ResolvedTenant = { input: '', settings: [], role: undefined, key: '[]' }
 
+/** What the scopes of one TenantPool learn about the connection path and share. */
+export interface PoolState {
+  /** Set when a session scope was answered by two backends: a transaction pooler is in between. */
+  sessionPoolingError?: SessionPoolingError
+}
+
 export class Scope {
   readonly tenant: ResolvedTenant
   readonly kind: ScopeKind
   readonly #pool: PgPoolLike
+  readonly #shared: PoolState
+  // Scope 'session': the backend that took the session settings.
+  #sessionPid: string | undefined
   #client: Promise<PgClientLike> | undefined
   #queryClass: QueryClass | undefined
   #closed = false
@@ -80,8 +90,9 @@ export class Scope {
     this.#broken = true
   }
 
-  constructor(pool: PgPoolLike, tenant: ResolvedTenant, kind: ScopeKind) {
+  constructor(pool: PgPoolLike, tenant: ResolvedTenant, kind: ScopeKind, shared: PoolState = {}) {
     this.#pool = pool
+    this.#shared = shared
     this.tenant = tenant
     this.kind = kind
   }
@@ -161,7 +172,9 @@ export class Scope {
     const hasTenant = this.tenant.settings.length > 0 || this.tenant.role !== undefined
     // A session scope writes session-level settings in a statement of its own: piggybacked on a
     // statement that fails, they would be rolled back with it and later statements would run bare.
-    const apply = hasTenant ? [applyStatement(this.tenant, this.kind !== 'session')] : []
+    const session = this.kind === 'session'
+    // The session apply also reports its backend, compared with the one that answers the RESET.
+    const apply = hasTenant ? [applyStatement(this.tenant, !session, session)] : []
     if (this.kind === 'session' || (this.kind === 'single' && pipelinable)) return apply
     this.#inTransaction = true
     return [BEGIN, ...apply]
@@ -183,6 +196,9 @@ export class Scope {
     return {
       guard: guarded ? () => this.#guard() : undefined,
       prefixFailed: (err: unknown) => this.#applyFailed(err),
+      prefixRow: (value: unknown) => {
+        if (this.kind === 'session') this.#sessionPid = String(value)
+      },
       status: (status: TransactionStatus) => {
         this.#status = status
       },
@@ -332,21 +348,37 @@ export class Scope {
         : new TransactionAbortedError(
             'a transaction was left open in a session scope; it was discarded with its connection',
           )
-    if (!hasState) {
+    // A failed apply changed nothing (set_config failed with its statement's implicit transaction).
+    if (!hasState || this.#applyError !== undefined) {
       const error = leftOpen()
       return { error, confirmed: error === undefined }
     }
-    const reset = await this.#exec(client, resetStatement(this.tenant), leftOpen)
+    // One trip: the RESETs, then the backend's pid, which must be the one that took the settings.
+    const resets = resetStatements(this.tenant).map((text) => ({ text, values: [] }))
+    const reset = await this.#exec(client, 'select pg_backend_pid()::text as pid', leftOpen, resets)
     if (reset.error instanceof TransactionAbortedError) return { error: reset.error, confirmed: false }
-    return { confirmed: reset.error === undefined }
+    if (reset.error !== undefined) return { confirmed: false }
+    if (reset.result?.rows[0]?.pid !== this.#sessionPid) {
+      // A transaction-mode pooler moved this session between backends: the settings may still sit
+      // on a server connection that now serves someone else. Say so loudly, and refuse from now on.
+      const error = new SessionPoolingError(
+        `scope "session" was answered by backend ${reset.result?.rows[0]?.pid} after backend ` +
+          `${this.#sessionPid} took its settings: a pooler in transaction mode is in between. ` +
+          "Use scope 'transaction' (safe behind PgBouncer's transaction pooling) or session pooling.",
+      )
+      this.#shared.sessionPoolingError ??= error
+      return { error, confirmed: false }
+    }
+    return { confirmed: true }
   }
 
   async #exec(
     client: PgClientLike,
     text: string,
     guard?: () => Error | undefined,
+    prefix: PrefixStatement[] = [],
   ): Promise<{ result?: QueryResultLike; error?: unknown }> {
-    const query = new TenantQuery(this.#queryClass, { text }, [], {
+    const query = new TenantQuery(this.#queryClass, { text }, prefix, {
       guard,
       status: (status) => {
         this.#status = status

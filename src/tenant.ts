@@ -175,7 +175,7 @@ export interface Statement {
  * last (`set_config('role', $n, ...)`, which PostgreSQL checks for membership like `SET ROLE`).
  * With `local`, everything ends with the surrounding transaction.
  */
-export function applyStatement(tenant: ResolvedTenant, local: boolean): Statement {
+export function applyStatement(tenant: ResolvedTenant, local: boolean, withPid = false): Statement {
   const calls: string[] = []
   const values: string[] = []
   for (const [name, value] of tenant.settings) {
@@ -186,6 +186,7 @@ export function applyStatement(tenant: ResolvedTenant, local: boolean): Statemen
     values.push(tenant.role)
     calls.push(`set_config('role', $${values.length}, ${local})`)
   }
+  if (withPid) calls.push('pg_backend_pid()')
   return { text: `select ${calls.join(', ')}`, values }
 }
 
@@ -198,8 +199,8 @@ function quoteSettingName(name: string): string {
 }
 
 /** The statements that undo a session-level apply: `RESET ROLE` and a `RESET` of each setting. */
-export function resetStatement(tenant: ResolvedTenant): string {
+export function resetStatements(tenant: ResolvedTenant): string[] {
   const parts = tenant.settings.map(([name]) => `RESET ${quoteSettingName(name)}`)
   if (tenant.role !== undefined) parts.unshift('RESET ROLE')
-  return parts.join('; ')
+  return parts
 }

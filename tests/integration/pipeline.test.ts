@@ -160,7 +160,7 @@ describe('results', () => {
     const raw = await pool.query(TYPES_SQL)
     const mine = await scoped(db, () => db.query(TYPES_SQL))
     expect({ ...mine.rows[0], h: null }).toEqual({ ...raw.rows[0], h: null })
-    expect(mine.rows[0].h).toBeInstanceOf(Date)
+    expect(mine.rows[0]!.h).toBeInstanceOf(Date)
     expect(mine.fields.map((f) => [f.name, f.dataTypeID])).toEqual(raw.fields.map((f) => [f.name, f.dataTypeID]))
     expect(mine.command).toBe('SELECT')
     expect(mine.rowCount).toBe(1)

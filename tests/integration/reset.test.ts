@@ -176,7 +176,9 @@ describe('clients whose state cannot be confirmed are destroyed', () => {
           get(target, prop, receiver) {
             if (prop === 'query') {
               return (query: { text?: string; handleError?: (e: Error) => void }, values?: unknown[]) => {
-                if (/^RESET/.test(query?.text ?? '') && typeof query.handleError === 'function') {
+                // The session scope's RESETs travel as the prefix of this statement.
+                const reset = query?.text === 'select pg_backend_pid()::text as pid'
+                if (reset && typeof query.handleError === 'function') {
                   // Fails the RESET as pg fails a query it cannot send: nothing is written.
                   process.nextTick(() => query.handleError!(new Error('injected RESET failure')))
                   return query

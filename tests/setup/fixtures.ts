@@ -9,6 +9,7 @@
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
 import { inject } from 'vitest'
+import { TEST_ROLE_PASSWORD } from './pgbouncer.js'
 
 export interface TestDatabase {
   /** Connection string of the unprivileged login role, in the test database. */
@@ -28,6 +29,8 @@ export interface TestDatabase {
   }
   /** A pg.Pool of the login role. */
   pool(config?: pg.PoolConfig): pg.Pool
+  /** The login role's connection string through PgBouncer (transaction pooling), if running. */
+  readonly bouncerUrl: string | undefined
   /** Runs SQL as superuser in the test database. */
   admin<R extends pg.QueryResultRow = any>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>
   /** Drops the database and roles; closes every pool made by `pool()`. */
@@ -88,7 +91,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   const database = prefix
   const appRole = `${prefix}_app`
   const ownerRole = `${prefix}_owner`
-  const password = randomBytes(12).toString('hex')
+  const password = TEST_ROLE_PASSWORD
   const roles = {
     group: `${prefix}_salespeople`,
     sales: [1, 2, 3].map((n) => `${prefix}_sales_${n}`),
@@ -127,8 +130,12 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   await admin.query(`insert into parents (id) values (1)`)
 
   const pools: pg.Pool[] = []
+  const bouncerPort = inject('pgBouncerPort')
+  const bouncerUrl = new URL(appUrl)
+  bouncerUrl.port = String(bouncerPort)
   return {
     appUrl: appUrl.toString(),
+    bouncerUrl: bouncerPort ? bouncerUrl.toString() : undefined,
     adminUrl: adminUrl.toString(),
     database,
     appRole,

@@ -8,19 +8,32 @@
  */
 import type { TestProject } from 'vitest/node'
 import { startEmbeddedPostgres } from './embedded.js'
+import { findPgBouncer, startPgBouncer } from './pgbouncer.js'
 
 declare module 'vitest' {
   export interface ProvidedContext {
     pgAdminUrl: string
+    /** PgBouncer (transaction pooling) in front of the server, or 0 where it is not installed. */
+    pgBouncerPort: number
   }
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  if (process.env.DATABASE_URL) {
-    project.provide('pgAdminUrl', process.env.DATABASE_URL)
-    return async () => {}
-  }
-  const server = await startEmbeddedPostgres()
+  const server = process.env.DATABASE_URL
+    ? { url: process.env.DATABASE_URL, stop: async () => {} }
+    : await startEmbeddedPostgres()
   project.provide('pgAdminUrl', server.url)
-  return () => server.stop()
+  // PgBouncer: .ci/run installs it and sets PG_TENANT_REQUIRE_PGBOUNCER=1, so CI cannot pass
+  // without the PgBouncer tests. Elsewhere those tests are reported as skipped.
+  const binary = findPgBouncer()
+  if (!binary && process.env.PG_TENANT_REQUIRE_PGBOUNCER === '1') {
+    await server.stop()
+    throw new Error('PG_TENANT_REQUIRE_PGBOUNCER=1 but pgbouncer is not installed')
+  }
+  const bouncer = binary ? await startPgBouncer(server.url, binary) : undefined
+  project.provide('pgBouncerPort', bouncer?.port ?? 0)
+  return async () => {
+    await bouncer?.stop()
+    await server.stop()
+  }
 }

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest'
 import {
   applyStatement,
   isRoleAllowed,
-  resetStatement,
+  resetStatements,
   resolveTenant,
   validateSettingName,
   type TenantRules,
@@ -60,7 +60,7 @@ describe('validateSettingName', () => {
   })
 })
 
-describe('applyStatement and resetStatement', () => {
+describe('applyStatement and resetStatements', () => {
   it('binds every name and value; only the literal role name is in the text', () => {
     const t = resolveTenant({ id: "o'; drop", role: 'org_1', settings: { 'app.user': 'u' } }, rules)
     const local = applyStatement(t, true)
@@ -69,6 +69,7 @@ describe('applyStatement and resetStatement', () => {
     )
     expect(local.values).toEqual(['app.tenant_id', "o'; drop", 'app.user', 'u', 'org_1'])
     expect(applyStatement(t, false).text).toContain('false')
-    expect(resetStatement(t)).toBe('RESET ROLE; RESET "app"."tenant_id"; RESET "app"."user"')
+    expect(resetStatements(t)).toEqual(['RESET ROLE', 'RESET "app"."tenant_id"', 'RESET "app"."user"'])
+    expect(applyStatement(t, false, true).text).toMatch(/, pg_backend_pid\(\)$/)
   })
 })

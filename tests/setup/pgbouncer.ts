@@ -1,0 +1,106 @@
+/**
+ * Starts PgBouncer (from Debian's package, installed by .ci/run) in transaction pooling mode in
+ * front of the test server, on a free loopback port, as a non-root user (PgBouncer refuses to run
+ * as root). Roles come and go with every test file, so PgBouncer looks them up with an auth_query
+ * run as the server's superuser rather than from a fixed user list. The query hands back the one
+ * password every test login role has (TEST_ROLE_PASSWORD), in plain text: PgBouncer 1.18 could not
+ * log in to PostgreSQL 18 by SCRAM pass-through with the secrets pg_shadow holds.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import net from 'node:net'
+import { freePort } from './embedded.js'
+
+/** The password of every login role the fixtures create (an ephemeral server on loopback). */
+export const TEST_ROLE_PASSWORD = 'pg-tenant-test-role'
+
+export interface RunningPgBouncer {
+  readonly port: number
+  stop(): Promise<void>
+}
+
+const CANDIDATES = ['/usr/sbin/pgbouncer', '/usr/bin/pgbouncer', '/usr/local/bin/pgbouncer']
+
+export function findPgBouncer(): string | undefined {
+  return CANDIDATES.find((file) => fs.existsSync(file))
+}
+
+export async function startPgBouncer(serverUrl: string, binary: string): Promise<RunningPgBouncer> {
+  const server = new URL(serverUrl)
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pg-tenant-pgbouncer-'))
+  fs.chmodSync(dir, 0o755)
+  const port = await freePort()
+  const user = decodeURIComponent(server.username)
+  const password = decodeURIComponent(server.password)
+  const ini = `[databases]
+* = host=${server.hostname} port=${server.port || 5432}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = ${port}
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = ${dir}/userlist.txt
+auth_user = ${user}
+auth_query = SELECT usename, '${TEST_ROLE_PASSWORD}'::text FROM pg_shadow WHERE usename = $1
+pool_mode = transaction
+max_client_conn = 1000
+default_pool_size = 6
+server_reset_query =
+ignore_startup_parameters = extra_float_digits,options
+logfile = ${dir}/pgbouncer.log
+`
+  fs.writeFileSync(path.join(dir, 'pgbouncer.ini'), ini)
+  fs.writeFileSync(path.join(dir, 'userlist.txt'), `"${user}" "${password}"\n`)
+  const asRoot = process.getuid?.() === 0
+  if (asRoot) {
+    for (const file of fs.readdirSync(dir)) fs.chmodSync(path.join(dir, file), 0o644)
+    fs.chmodSync(dir, 0o777) // the log file is created by the unprivileged user
+  }
+  const args = asRoot ? ['-u', 'postgres', path.join(dir, 'pgbouncer.ini')] : [path.join(dir, 'pgbouncer.ini')]
+  const child: ChildProcess = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  child.stderr?.on('data', (d) => (stderr += String(d)))
+  await waitForPort(port, child, () => stderr || readLog(dir))
+  return {
+    port,
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve))
+        child.kill('SIGTERM')
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))])
+        if (child.exitCode === null) child.kill('SIGKILL')
+      }
+      if (!process.env.PG_TENANT_KEEP_PGBOUNCER_LOG) fs.rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+function readLog(dir: string): string {
+  try {
+    return fs.readFileSync(path.join(dir, 'pgbouncer.log'), 'utf8')
+  } catch {
+    return ''
+  }
+}
+
+async function waitForPort(port: number, child: ChildProcess, why: () => string): Promise<void> {
+  const deadline = Date.now() + 10_000
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`pgbouncer exited (${child.exitCode}): ${why()}`)
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1')
+      socket.once('connect', () => {
+        socket.destroy()
+        resolve(true)
+      })
+      socket.once('error', () => resolve(false))
+    })
+    if (open) return
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  child.kill('SIGKILL')
+  throw new Error(`pgbouncer did not listen on ${port} within 10 s: ${why()}`)
+}
