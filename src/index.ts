@@ -25,3 +25,4 @@ export {
   TransactionAbortedError,
 } from './errors.js'
 export type { TenantPoolErrorCode } from './errors.js'
+export { isRlsViolation } from './rls-violation.js'
