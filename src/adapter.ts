@@ -21,9 +21,15 @@ export interface TenantBinder {
 
 /**
  * What a resolver may return: a tenant, or `undefined` / `null` for "this request has none".
- * An empty string is not "none": it is an invalid tenant (HTTP 400).
+ * A raw header value fits as it is (`string | string[] | undefined`): an array is refused at run
+ * time with `InvalidTenantError` (400), and so is an empty string, which is not "none".
+ *
+ * @example
+ * ```ts
+ * const fromHeader: ResolvedTenantValue = req.headers['x-org-id'] // string | string[] | undefined
+ * ```
  */
-export type ResolvedTenantValue = Tenant | null | undefined
+export type ResolvedTenantValue = Tenant | readonly string[] | null | undefined
 
 /**
  * Finds the tenant of a request, synchronously or not: from a header, a verified token, a session.

@@ -13,6 +13,7 @@ import {
   type TenantResolver,
 } from './adapter.js'
 import { TenantRequiredError } from './errors.js'
+import type { Tenant } from './tenant.js'
 
 export type { TenantBinder, TenantResolver, ResolvedTenantValue } from './adapter.js'
 export { isRlsViolation } from './rls-violation.js'
@@ -107,7 +108,7 @@ export function tenantMiddleware<Req = any>(
       return
     }
     try {
-      db.runWithTenant(tenant, () => next())
+      db.runWithTenant(tenant as Tenant, () => next())
     } catch (err) {
       // runWithTenant refused the tenant (400, 403, or a mismatch with a tenant already bound), or
       // later middleware threw synchronously through `next`, which Express's own layer would also

@@ -8,7 +8,13 @@ import express5 from 'express'
 import express4 from 'express4'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { tenantMiddleware, type TenantMiddleware } from '../../src/express.js'
-import { createTenantPool, isRlsViolation, TenantRequiredError, type TenantPool } from '../../src/index.js'
+import {
+  createTenantPool,
+  InvalidTenantError,
+  isRlsViolation,
+  TenantRequiredError,
+  type TenantPool,
+} from '../../src/index.js'
 import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
 import { call, callVia, jitter, listen, pooled, shuffled, sleep, type Listening } from '../setup/http.js'
 
@@ -406,7 +412,8 @@ describe('tenantMiddleware', () => {
       throw undefined // a falsy throw must still stop the request
     })
     await run(() => Promise.reject(new Error('nope')))
-    expect(calls).toHaveLength(6)
+    await run(() => ['org_a', 'org_b']) // a header value that came as an array
+    expect(calls).toHaveLength(7)
     expect(calls[0]).toEqual({ err: undefined, tenant: 'org_a' })
     expect(calls[1]).toEqual({ err: undefined, tenant: 'org_b' })
     expect(calls[2]!.err).toBeInstanceOf(TenantRequiredError)
@@ -414,6 +421,8 @@ describe('tenantMiddleware', () => {
     expect(calls[3]).toEqual({ err: undefined, tenant: undefined })
     expect(calls[4]!.err).toBeInstanceOf(Error)
     expect((calls[5]!.err as Error).message).toBe('nope')
+    expect(calls[6]!.err).toBeInstanceOf(InvalidTenantError)
+    expect(calls[6]!.err).toMatchObject({ status: 400, statusCode: 400 })
     expect(calls.slice(2).every((c) => c.tenant === undefined)).toBe(true)
   })
 })
