@@ -21,6 +21,11 @@ export { isRlsViolation } from './rls-violation.js'
 /**
  * The `next` of a connect-style middleware: called with nothing to go on, with an error to skip
  * to the error handlers.
+ *
+ * @example
+ * ```ts
+ * const next: NextFunctionLike = (err) => { if (err) console.error(err) }
+ * ```
  */
 export type NextFunctionLike = (err?: unknown) => void
 

@@ -22,7 +22,12 @@ declare module 'fastify' {
   interface FastifyRequest {
     /**
      * The tenant pg-tenant bound for this request (what `resolve` returned), or `undefined` when
-     * it has none (`required: false`). Set in `onRequest`.
+     * it has none (`required: false`). Set in `onRequest`; read-only.
+     *
+     * @example
+     * ```ts
+     * app.get('/whoami', async (request) => ({ tenant: request.tenant })) // { tenant: 'org_42' }
+     * ```
      */
     readonly tenant: Tenant | undefined
   }
