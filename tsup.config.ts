@@ -4,7 +4,9 @@ import { defineConfig } from 'tsup'
 // unique per process (the AsyncLocalStorage, error identity) is keyed on globalThis, not on module
 // identity: see src/context.ts and src/errors.ts.
 export default defineConfig({
-  entry: { index: 'src/index.ts' },
+  entry: { index: 'src/index.ts', express: 'src/express.ts', fastify: 'src/fastify.ts' },
+  // Adapters' frameworks are peers: never bundle them.
+  external: ['express', 'fastify', 'fastify-plugin'],
   format: ['esm', 'cjs'],
   dts: true,
   sourcemap: true,

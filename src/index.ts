@@ -26,3 +26,4 @@ export {
   SessionPoolingError,
 } from './errors.js'
 export type { TenantPoolErrorCode } from './errors.js'
+export { isRlsViolation } from './rls-violation.js'

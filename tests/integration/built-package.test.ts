@@ -20,7 +20,8 @@ beforeAll(async () => {
 afterAll(() => t.drop())
 
 it('has a build to test (run `npm run build` first)', () => {
-  for (const file of ['dist/index.js', 'dist/index.cjs', 'dist/index.d.ts', 'dist/index.d.cts']) {
+  const files = ['index', 'express', 'fastify'].flatMap((e) => [`dist/${e}.js`, `dist/${e}.cjs`, `dist/${e}.d.ts`, `dist/${e}.d.cts`])
+  for (const file of files) {
     expect(fs.existsSync(path.join(root, file)), file).toBe(true)
   }
 })
@@ -37,6 +38,7 @@ it('shares one store and one error identity between the ESM and CJS builds', asy
     distinctModules: true, // two copies really were loaded, so the rest is not vacuous
     sameStore: true,
     bindingSeenByCjsCopy: true,
+    adapterTenant: 'org_adapter',
     cjsTenant: 'org_dual',
     cjsErrorIsEsmInstance: true,
     cjsErrorIsEsmBase: true,

@@ -16,6 +16,19 @@ async function main() {
     return cjs.tenantStore().getStore() !== undefined
   })
 
+  // The Express adapter, loaded by require (its own CJS copy of shared modules), driving the pool
+  // created through import: the tenant it binds must be the one the ESM pool sees.
+  const express = require('pg-tenant/express')
+  out.adapterTenant = await new Promise((resolve, reject) => {
+    const middleware = express.tenantMiddleware(dbEsm, { resolve: () => 'org_adapter' })
+    middleware({ headers: {} }, {}, (err) => {
+      if (err) return reject(err)
+      dbEsm
+        .query("select current_setting('app.tenant_id') as tenant")
+        .then((r) => resolve(r.rows[0].tenant), reject)
+    })
+  })
+
   const dbCjs = cjs.createTenantPool(new pg.Pool({ connectionString: process.env.APP_URL, max: 1 }))
   const { rows } = await dbCjs.runWithTenant('org_dual', () =>
     dbCjs.query("select current_setting('app.tenant_id') as tenant"),
