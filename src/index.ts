@@ -23,5 +23,31 @@ export {
   ScopeClosedError,
   TenantMismatchError,
   TransactionAbortedError,
+  InvalidIdentifierError,
 } from './errors.js'
 export type { TenantPoolErrorCode } from './errors.js'
+export { checkRls } from './doctor.js'
+export type {
+  CheckRlsOptions,
+  Finding,
+  FindingCode,
+  PoolDoctorOptions,
+  QueryableLike,
+} from './doctor.js'
+export {
+  tenantPolicySql,
+  dropTenantPolicySql,
+  rolePolicySql,
+  dropRolePolicySql,
+  createTenantRoleSql,
+  dropTenantRoleSql,
+  quoteIdentifier,
+} from './sql/index.js'
+export type {
+  TenantColumnType,
+  TenantPolicyOptions,
+  RolePolicyOptions,
+  DropPolicyOptions,
+  PolicyTarget,
+  TenantRoleOptions,
+} from './sql/index.js'
