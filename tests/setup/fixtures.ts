@@ -120,6 +120,9 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   appUrl.password = password
 
   const admin = new pg.Pool({ connectionString: adminUrl.toString(), max: 2 })
+  // drop() ends this pool, then drops the database WITH (FORCE): pg-pool's end() resolves before the
+  // sockets close, so an idle client can still get the server's 57P01 and the pool re-emits it.
+  admin.on('error', () => {})
   await admin.query(`revoke create on schema public from public`)
   await admin.query(`grant create, usage on schema public to ${ownerRole}`)
   await admin.query(`grant usage on schema public to ${appRole}, ${roles.group}`)
