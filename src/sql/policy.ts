@@ -7,7 +7,14 @@ import { InvalidOptionsError } from '../errors.js'
 import { validateSettingName } from '../tenant.js'
 import { quoteIdentifier, quoteLiteral, quoteTrusted, validateIdentifier } from './ident.js'
 
-/** The column types {@link tenantPolicySql} casts the setting to. */
+/**
+ * The column types {@link tenantPolicySql} casts the setting to.
+ *
+ * @example
+ * ```ts
+ * const type: TenantColumnType = 'uuid' // policy compares with nullif(...)::uuid
+ * ```
+ */
 export type TenantColumnType = 'text' | 'uuid' | 'bigint' | 'integer'
 
 const TYPES: readonly TenantColumnType[] = ['text', 'uuid', 'bigint', 'integer']
@@ -17,7 +24,14 @@ export const DEFAULT_TENANT_POLICY_NAME = 'tenant_isolation'
 /** The policy name {@link rolePolicySql} uses when none is given. */
 export const DEFAULT_ROLE_POLICY_NAME = 'role_isolation'
 
-/** Where a policy goes: shared by the policy helpers and their undo. */
+/**
+ * Where a policy goes: shared by the policy helpers and their undo.
+ *
+ * @example
+ * ```ts
+ * const target: PolicyTarget = { schema: 'app', table: 'events', policyName: 'tenant_isolation' }
+ * ```
+ */
 export interface PolicyTarget {
   /** The table, as named in the catalog (case-sensitive, quoted in the output). */
   table: string
