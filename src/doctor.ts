@@ -12,7 +12,7 @@ import type { PgClientLike, PgPoolLike } from './driver.js'
 import { InvalidOptionsError } from './errors.js'
 import type { ScopeMode } from './scope.js'
 import { quoteLiteral, quoteTrusted } from './sql/ident.js'
-import { tenantConditionSql } from './sql/policy.js'
+import { DEFAULT_TENANT_POLICY_NAME, policySql, tenantConditionSql } from './sql/policy.js'
 import { isRoleAllowed, validateSettingName, type RoleMatcher } from './tenant.js'
 
 /**
@@ -461,7 +461,7 @@ async function diagnose(query: Query, client: unknown, opts: Options): Promise<F
         message: `row-level security is disabled on ${label}, which has a tenant column (${table.columns.join(', ')}) and which ${how}: every tenant's rows are exposed`,
         fix:
           table.policies === 0
-            ? standardPolicySql(qualified, table, opts.setting)
+            ? standardPolicySql(qualified, table, opts)
             : `ALTER TABLE ${qualified} ENABLE ROW LEVEL SECURITY;\nALTER TABLE ${qualified} FORCE ROW LEVEL SECURITY;`,
       })
     }
@@ -471,7 +471,7 @@ async function diagnose(query: Query, client: unknown, opts: Options): Promise<F
         code: 'RLS_NO_POLICY',
         object: `table ${label}`,
         message: `row-level security is enabled on ${label} but it has no policy: non-owners see no rows and cannot write (default deny), while its owner${table.force ? '' : ' and anything running with the owner\'s rights'} still sees every row. A policy was probably forgotten`,
-        fix: standardPolicySql(qualified, table, opts.setting),
+        fix: standardPolicySql(qualified, table, opts),
       })
     }
     for (const row of rows) {
@@ -567,16 +567,16 @@ function names(list: readonly string[]): string {
 }
 
 /** The standard tenant policy for a table found in the catalogs (trusted names and type). */
-function standardPolicySql(qualified: string, table: TableRow, setting: string): string {
-  const condition = tenantConditionSql(quoteTrusted(table.columns[0]!), setting, castFor(table))
-  return [
-    `ALTER TABLE ${qualified} ENABLE ROW LEVEL SECURITY;`,
-    `ALTER TABLE ${qualified} FORCE ROW LEVEL SECURITY;`,
-    `CREATE POLICY "tenant_isolation" ON ${qualified}`,
-    `  AS PERMISSIVE FOR ALL TO PUBLIC`,
-    `  USING (${condition})`,
-    `  WITH CHECK (${condition});`,
-  ].join('\n')
+function standardPolicySql(qualified: string, table: TableRow, opts: Options): string {
+  const column = quoteTrusted(table.columns[0]!)
+  const condition = tenantConditionSql(column, opts.setting, castFor(table))
+  // With role switching in use the table may belong to the role-per-user model instead.
+  const roleModel =
+    opts.roles.length > 0
+      ? [`-- role-per-user table instead? USING (${column} = current_user) WITH CHECK (${column} = current_user)`]
+      : []
+  const sql = policySql(qualified, quoteTrusted(DEFAULT_TENANT_POLICY_NAME), 'PUBLIC', condition)
+  return [...roleModel, sql].join('\n')
 }
 
 const TEXT_TYPES = new Set(['text', 'varchar', 'bpchar', 'name'])

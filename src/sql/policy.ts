@@ -215,7 +215,8 @@ export function dropRolePolicySql(options: DropPolicyOptions): string {
   return dropPolicySql(requireObject(options, 'dropRolePolicySql'), DEFAULT_ROLE_POLICY_NAME)
 }
 
-function policySql(table: string, policy: string, roles: string, condition: string): string {
+/** ENABLE, FORCE and one policy for all commands. Internal: every argument is quoted SQL. */
+export function policySql(table: string, policy: string, roles: string, condition: string): string {
   return [
     `ALTER TABLE ${table} ENABLE ROW LEVEL SECURITY;`,
     `ALTER TABLE ${table} FORCE ROW LEVEL SECURITY;`,
