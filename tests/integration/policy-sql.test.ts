@@ -26,11 +26,9 @@ beforeAll(async () => {
 })
 afterAll(() => t.drop())
 
-/** A pool of the login role; see doctor.test.ts for why teardown errors are swallowed. */
+/** A pool of the login role. */
 function appPool(max = 3): pg.Pool {
-  const pool = t.pool({ max })
-  pool.on('error', () => {})
-  return pool
+  return t.pool({ max })
 }
 
 const asOwner = (sql: string) => t.admin(`set role ${t.ownerRole}; ${sql}; reset role`)

@@ -120,9 +120,6 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   appUrl.password = password
 
   const admin = new pg.Pool({ connectionString: adminUrl.toString(), max: 2 })
-  // drop() ends this pool, then drops the database WITH (FORCE): pg-pool's end() resolves before the
-  // sockets close, so an idle client can still get the server's 57P01 and the pool re-emits it.
-  admin.on('error', () => {})
   await admin.query(`revoke create on schema public from public`)
   await admin.query(`grant create, usage on schema public to ${ownerRole}`)
   await admin.query(`grant usage on schema public to ${appRole}, ${roles.group}`)
@@ -144,8 +141,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     },
     admin: (text, values) => admin.query(text, values),
     async drop() {
-      await Promise.allSettled(pools.map((p) => p.end()))
-      await admin.end()
+      await Promise.allSettled([...pools, admin].map(endAndWait))
       const server = new pg.Client({ connectionString: serverUrl.toString() })
       await server.connect()
       try {
@@ -158,6 +154,30 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       }
     },
   }
+}
+
+/**
+ * Ends a pool and waits until its clients' connections have closed. pg-pool's end() resolves
+ * before that, and drop() then drops the database WITH (FORCE): a client still closing would get
+ * the server's 57P01, which its pool re-emits as an unhandled 'error'.
+ */
+function endAndWait(pool: pg.Pool): Promise<void> {
+  return new Promise((resolve) => {
+    let open = pool.totalCount
+    const timer = setTimeout(resolve, 5_000) // a client a test never released: do not hang
+    const done = () => {
+      clearTimeout(timer)
+      resolve()
+    }
+    if (open === 0) {
+      pool.end().then(done, done)
+      return
+    }
+    pool.on('remove', () => {
+      if (--open === 0) done()
+    })
+    pool.end().catch(() => {})
+  })
 }
 
 /** The backend pid, session user, current user and tenant setting of a fresh statement. */
