@@ -271,6 +271,10 @@ async function withSession<T>(
   if (typeof t !== 'object' || t === null) {
     throw new InvalidOptionsError('checkRls needs a pg.Pool, a pg.Client or an object with query()')
   }
+  if (typeof t.withTenant === 'function' && typeof t.doctor === 'function') {
+    // A TenantPool's query() needs a tenant: it would fail closed with TenantRequiredError.
+    throw new InvalidOptionsError('checkRls was given a TenantPool: call db.doctor() instead')
+  }
   const clientLike = typeof t.release === 'function' || 'processID' in t || 'connection' in t
   if (typeof t.query === 'function' && (clientLike || typeof t.connect !== 'function')) {
     return fn(queryOf(target as QueryableLike), target)

@@ -376,6 +376,9 @@ describe('login role and allow-list', () => {
       InvalidOptionsError,
     )
     await expect(checkRls(pool, { tenantColumn: [] })).rejects.toThrow(InvalidOptionsError)
+    await expect(checkRls(createTenantPool(pool) as never, { tenantColumn: 'org_id' })).rejects.toThrow(
+      /db\.doctor\(\)/,
+    )
     await expect(checkRls(pool, { tenantColumn: 'org_id', setting: "x'; drop" })).rejects.toThrow(
       InvalidOptionsError,
     )
