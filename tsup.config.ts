@@ -3,16 +3,31 @@ import { defineConfig } from 'tsup'
 // Dual ESM + CJS output. tsup copies shared modules into each CJS entry, so anything that must be
 // unique per process (the AsyncLocalStorage, error identity) is keyed on globalThis, not on module
 // identity: see src/context.ts and src/errors.ts.
-export default defineConfig({
-  entry: { index: 'src/index.ts', express: 'src/express.ts', fastify: 'src/fastify.ts' },
-  // Adapters' frameworks are peers: never bundle them.
-  external: ['express', 'fastify', 'fastify-plugin'],
-  format: ['esm', 'cjs'],
-  dts: true,
-  sourcemap: true,
-  clean: true,
-  target: 'node20',
-  platform: 'node',
-  splitting: true,
-  treeshake: false,
-})
+export default defineConfig([
+  {
+    entry: { index: 'src/index.ts', express: 'src/express.ts', fastify: 'src/fastify.ts' },
+    // Adapters' frameworks are peers: never bundle them.
+    external: ['express', 'fastify', 'fastify-plugin'],
+    format: ['esm', 'cjs'],
+    dts: true,
+    sourcemap: true,
+    // Both builds write to dist/ at once: leave the command line's files to its own build.
+    clean: ['**/*', '!cli.js', '!cli.js.map'],
+    target: 'node20',
+    platform: 'node',
+    splitting: true,
+    treeshake: false,
+  },
+  {
+    // The `pg-tenant` command line (package.json "bin"): ESM only, self-contained, with the
+    // shebang kept from src/cli.ts. `pg` is a peer dependency, loaded at run time.
+    entry: { cli: 'src/cli.ts' },
+    format: ['esm'],
+    dts: false,
+    sourcemap: true,
+    clean: false,
+    target: 'node20',
+    platform: 'node',
+    splitting: false,
+  },
+])

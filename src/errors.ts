@@ -16,6 +16,7 @@ export type TenantPoolErrorCode =
   | 'TENANT_MISMATCH'
   | 'TRANSACTION_ABORTED'
   | 'SESSION_POOLING_REQUIRED'
+  | 'INVALID_IDENTIFIER'
 
 // The package may be loaded twice in one process (its ESM and its CJS build, or a subpath entry
 // that carries its own copy of this module). `instanceof` must still hold across those copies, so
@@ -259,5 +260,23 @@ export class SessionPoolingError extends TenantPoolError {
   static override readonly code = 'SESSION_POOLING_REQUIRED' as const
   constructor(message = 'scope "session" needs session pooling: two server backends answered one scope') {
     super('SESSION_POOLING_REQUIRED', message)
+  }
+}
+
+/**
+ * A name given to a SQL helper (table, column, schema, policy or role) cannot be used as a
+ * PostgreSQL identifier: not a string, empty, longer than 63 bytes (PostgreSQL would silently
+ * truncate it into another name), containing a control character or an unpaired UTF-16 surrogate,
+ * or a role name PostgreSQL reserves. Nothing was generated.
+ *
+ * @example
+ * ```ts
+ * tenantPolicySql({ table: '', column: 'org_id' }) // throws InvalidIdentifierError
+ * ```
+ */
+export class InvalidIdentifierError extends TenantPoolError {
+  static override readonly code = 'INVALID_IDENTIFIER' as const
+  constructor(message: string) {
+    super('INVALID_IDENTIFIER', message)
   }
 }

@@ -24,6 +24,32 @@ export {
   TenantMismatchError,
   TransactionAbortedError,
   SessionPoolingError,
+  InvalidIdentifierError,
 } from './errors.js'
 export type { TenantPoolErrorCode } from './errors.js'
 export { isRlsViolation } from './rls-violation.js'
+export { checkRls } from './doctor.js'
+export type {
+  CheckRlsOptions,
+  Finding,
+  FindingCode,
+  PoolDoctorOptions,
+  QueryableLike,
+} from './doctor.js'
+export {
+  tenantPolicySql,
+  dropTenantPolicySql,
+  rolePolicySql,
+  dropRolePolicySql,
+  createTenantRoleSql,
+  dropTenantRoleSql,
+  quoteIdentifier,
+} from './sql/index.js'
+export type {
+  TenantColumnType,
+  TenantPolicyOptions,
+  RolePolicyOptions,
+  DropPolicyOptions,
+  PolicyTarget,
+  TenantRoleOptions,
+} from './sql/index.js'

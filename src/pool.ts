@@ -2,6 +2,7 @@
  * `createTenantPool` and the `TenantPool` it returns: the public face of pg-tenant.
  */
 import { currentBinding, runBound, type Binding } from './context.js'
+import { checkRls, type Finding, type PoolDoctorOptions } from './doctor.js'
 import type { PgPoolLike, QueryConfigLike, QueryResultLike, Row } from './driver.js'
 import {
   InvalidOptionsError,
@@ -257,6 +258,21 @@ export class TenantPool {
    */
   end(): Promise<void> {
     return this.#pool.end()
+  }
+
+  /**
+   * Runs the RLS doctor ({@link checkRls}) on this pool's database with this pool's `setting`,
+   * `roles` and `scope`, as the pool's login role. Only catalogs are read; no tenant is needed.
+   *
+   * @example
+   * ```ts
+   * const findings = await db.doctor({ tenantColumn: 'org_id' })
+   * if (findings.some((f) => f.severity === 'error')) throw new Error('RLS is not safe')
+   * ```
+   */
+  doctor(options: PoolDoctorOptions): Promise<Finding[]> {
+    const { setting, roles } = this.#rules
+    return checkRls(this.#pool, { ...options, setting, roles, scope: this.#mode })
   }
 
   #inScope<T>(scope: Scope, fn: ScopeCallback<T>): Promise<T> {

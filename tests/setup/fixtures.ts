@@ -151,8 +151,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     },
     admin: (text, values) => admin.query(text, values),
     async drop() {
-      await Promise.allSettled(pools.map((p) => p.end()))
-      await admin.end()
+      await Promise.allSettled([...pools, admin].map(endAndWait))
       const server = new pg.Client({ connectionString: serverUrl.toString() })
       await server.connect()
       try {
@@ -165,6 +164,30 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       }
     },
   }
+}
+
+/**
+ * Ends a pool and waits until its clients' connections have closed. pg-pool's end() resolves
+ * before that, and drop() then drops the database WITH (FORCE): a client still closing would get
+ * the server's 57P01, which its pool re-emits as an unhandled 'error'.
+ */
+function endAndWait(pool: pg.Pool): Promise<void> {
+  return new Promise((resolve) => {
+    let open = pool.totalCount
+    const timer = setTimeout(resolve, 5_000) // a client a test never released: do not hang
+    const done = () => {
+      clearTimeout(timer)
+      resolve()
+    }
+    if (open === 0) {
+      pool.end().then(done, done)
+      return
+    }
+    pool.on('remove', () => {
+      if (--open === 0) done()
+    })
+    pool.end().catch(() => {})
+  })
 }
 
 /** The backend pid, session user, current user and tenant setting of a fresh statement. */
