@@ -271,3 +271,10 @@ await rawPool.end()
 await superDb.query(`drop owned by bench_app`).catch(() => undefined)
 await superDb.end()
 await server.stop()
+
+// The policy benchmark (issue 6): the generated policy against the same without (select ...).
+if (!args.has('--no-policy')) {
+  const { runPolicyBench } = await import('./policy.mjs')
+  const policy = await runPolicyBench({ json, rows: quick ? 100_000 : 1_000_000, rounds: quick ? 3 : 7 })
+  if (json) console.log(JSON.stringify({ policy }, null, 2))
+}
