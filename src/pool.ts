@@ -4,6 +4,7 @@
 import { currentBinding, runBound, type Binding } from './context.js'
 import { checkRls, type Finding, type PoolDoctorOptions } from './doctor.js'
 import type { PgPoolLike, QueryConfigLike, QueryResultLike, Row } from './driver.js'
+import { createPoolFacade, OwnedClient, ScopeClient, type TenantClient } from './pg-pool.js'
 import {
   InvalidOptionsError,
   InvalidQueryError,
@@ -70,14 +71,15 @@ export type ScopeCallback<T> = () => T | PromiseLike<T>
  * const rows = await db.withTenant('org_42', async () => (await db.query('select * from events')).rows)
  * ```
  */
-export class TenantPool {
-  readonly #pool: PgPoolLike
+export class TenantPool<P extends PgPoolLike = PgPoolLike> {
+  readonly #pool: P
   readonly #rules: TenantRules
   readonly #mode: ScopeMode
   readonly #state: PoolState = {}
+  #facade: P | undefined
 
   /** Prefer {@link createTenantPool}; the options are validated here, before any query. */
-  constructor(pool: PgPoolLike, options: TenantPoolOptions = {}) {
+  constructor(pool: P, options: TenantPoolOptions = {}) {
     if (typeof pool?.connect !== 'function') {
       throw new InvalidOptionsError('createTenantPool needs a pg.Pool (or an object with connect())')
     }
@@ -123,7 +125,7 @@ export class TenantPool {
     if (bound?.kind === 'scope') {
       if (bound.scope.closed) throw new ScopeClosedError()
       if (bound.tenant.key !== resolved.key) throw new TenantMismatchError()
-      return fn() // join: same tenant, same client, same transaction
+      return await fn() // join: same tenant, same client, same transaction
     }
     if (bound?.kind === 'identity' && bound.tenant.key !== resolved.key) {
       throw new TenantMismatchError()
@@ -149,12 +151,12 @@ export class TenantPool {
     if (bound?.kind === 'scope') {
       if (bound.scope.closed) throw new ScopeClosedError()
       if (bound.tenant.key !== resolved.key) throw new TenantMismatchError()
-      return fn()
+      return startInside(fn())
     }
     if (bound?.kind === 'identity' && bound.tenant.key !== resolved.key) {
       throw new TenantMismatchError()
     }
-    return runBound(this, { kind: 'identity', tenant: resolved }, fn)
+    return runBound(this, { kind: 'identity', tenant: resolved }, () => startInside(fn()))
   }
 
   /**
@@ -229,7 +231,7 @@ export class TenantPool {
     if (bound.kind === 'scope') {
       if (bound.scope.closed) throw new ScopeClosedError()
       const inner: Binding = { ...bound, depth: bound.depth + 1 }
-      return bound.scope.transaction(bound.depth, async () => runBound(this, inner, fn))
+      return bound.scope.transaction(bound.depth, () => runBound(this, inner, async () => await fn()))
     }
     const tenant = bound.kind === 'identity' ? bound.tenant : NO_TENANT
     return this.#inScope(new Scope(this.#pool, tenant, 'transaction'), fn)
@@ -246,6 +248,46 @@ export class TenantPool {
   currentTenant(): Tenant | undefined {
     const bound = currentBinding(this)
     return bound === undefined || bound.kind === 'none' ? undefined : bound.tenant.input
+  }
+
+  /**
+   * A pg.Pool look-alike for ORMs and query builders that take a Pool (Kysely, Drizzle, Prisma's
+   * pg adapter, Knex). It passes `instanceof pg.Pool` for the application's `pg`.
+   *
+   * - `db.pool.query(...)` is `db.query(...)`, in promise and callback forms.
+   * - `db.pool.connect()` inside `withTenant` hands out the scope's own client: `release()` keeps
+   *   it in the scope, and the ORM's BEGIN / COMMIT / ROLLBACK become SAVEPOINT / RELEASE /
+   *   ROLLBACK TO, so an ORM transaction nests inside the scope. Inside `runWithTenant` it hands
+   *   out a client of the caller's own, with the tenant applied at session level and reset
+   *   before it goes back (the ORM's transactions work as usual; this needs session pooling
+   *   behind PgBouncer). With no tenant bound it rejects with `TenantRequiredError`.
+   * - `end`, `on`/`off`, `totalCount`, `idleCount` and `waitingCount` pass through.
+   *
+   * @example
+   * ```ts
+   * import { Kysely, PostgresDialect } from 'kysely'
+   * const kysely = new Kysely<DB>({ dialect: new PostgresDialect({ pool: db.pool }) })
+   * await db.runWithTenant('org_42', () => kysely.selectFrom('events').selectAll().execute())
+   * ```
+   */
+  get pool(): P {
+    // Typed as the wrapped pool: it shares that pool's prototype and answers the same calls.
+    return (this.#facade ??= createPoolFacade(this.#pool, {
+      query: (textOrConfig, values) => this.query(textOrConfig as string, values),
+      connect: () => this.#connectClient(),
+    }) as P)
+  }
+
+  #connectClient(): Promise<TenantClient> {
+    const bound = currentBinding(this)
+    if (bound === undefined) return Promise.reject(new TenantRequiredError())
+    if (bound.kind === 'scope') {
+      if (bound.scope.closed) return Promise.reject(new ScopeClosedError())
+      return Promise.resolve(new ScopeClient(bound.scope))
+    }
+    if (this.#state.sessionPoolingError) return Promise.reject(this.#state.sessionPoolingError)
+    const tenant = bound.kind === 'identity' ? bound.tenant : NO_TENANT
+    return Promise.resolve(new OwnedClient(new Scope(this.#pool, tenant, 'session', this.#state)))
   }
 
   /**
@@ -277,7 +319,8 @@ export class TenantPool {
 
   #inScope<T>(scope: Scope, fn: ScopeCallback<T>): Promise<T> {
     const binding: Binding = { kind: 'scope', tenant: scope.tenant, scope, depth: 0 }
-    return settle(scope, async () => runBound(this, binding, fn))
+    // Awaited inside the binding, so a lazy thenable (a Drizzle query) starts as this tenant.
+    return settle(scope, () => runBound(this, binding, async () => await fn()))
   }
 }
 
@@ -293,6 +336,17 @@ async function submitAlone<S extends Submittable>(scope: Scope, submittable: S):
     await scope.close(true)
     throw err
   }
+}
+
+/**
+ * A thenable that is not a native promise (a Drizzle or Knex query builder) starts only when
+ * someone calls its `then`. Returned from a scope's callback and awaited outside it, it would run
+ * with no tenant bound. So it is started here, inside the binding, and a native promise returned.
+ */
+function startInside<T>(value: T): T {
+  const then = (value as { then?: unknown } | null | undefined)?.then
+  if (typeof then !== 'function' || value instanceof Promise) return value
+  return Promise.resolve(value) as T
 }
 
 /** Runs `fn`, then closes `scope`: rolled back if `fn` threw (its error wins), committed if not. */
@@ -339,7 +393,7 @@ function toConfig(textOrConfig: unknown, values: readonly unknown[] | undefined)
  * await db.withTenant('org_42', () => db.query('select * from events'))
  * ```
  */
-export function createTenantPool(pool: PgPoolLike, options: TenantPoolOptions = {}): TenantPool {
+export function createTenantPool<P extends PgPoolLike>(pool: P, options: TenantPoolOptions = {}): TenantPool<P> {
   return new TenantPool(pool, options)
 }
 

@@ -197,6 +197,26 @@ describe('nesting (guarantee 5)', () => {
   })
 })
 
+describe('lazy thenables returned from a scope (query builders)', () => {
+  // Like a Drizzle query: nothing runs until someone calls then().
+  const lazy = (db: ReturnType<typeof createTenantPool>): PromiseLike<string> => ({
+    then(resolve, reject) {
+      return db
+        .query<{ t: string }>(`select current_setting('app.tenant_id') t`)
+        .then((r) => r.rows[0]!.t)
+        .then(resolve, reject)
+    },
+  })
+
+  it('start inside the binding of withTenant, runWithTenant and transaction', async () => {
+    const db = createTenantPool(t.pool({ max: 2 }))
+    expect(await db.withTenant('org_lazy1', () => lazy(db))).toBe('org_lazy1')
+    expect(await db.runWithTenant('org_lazy2', () => lazy(db))).toBe('org_lazy2')
+    expect(await db.runWithTenant('org_lazy3', () => db.transaction(() => lazy(db)))).toBe('org_lazy3')
+    expect(await db.withTenant('org_lazy4', () => db.transaction(() => lazy(db)))).toBe('org_lazy4')
+  })
+})
+
 describe('AsyncLocalStorage is read at call time (guarantee 6)', () => {
   it('a tenant handed the client released by another tenant still runs as itself', async () => {
     const db = createTenantPool(t.pool({ max: 1 }))

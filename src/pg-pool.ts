@@ -1,0 +1,240 @@
+/**
+ * `db.pool`: a pg.Pool look-alike, so that ORMs and query builders that take a pg Pool (Kysely,
+ * Drizzle, Prisma's pg adapter, Knex) run tenant-scoped without ORM-specific code.
+ *
+ * It inherits from the wrapped pool's prototype, so `db.pool instanceof pg.Pool` holds for the `pg`
+ * the application installed: Drizzle runs a transaction on one client only for a real Pool, and
+ * would otherwise send BEGIN, the statements and COMMIT as separate pool queries, not atomic.
+ */
+import type { PgPoolLike, QueryConfigLike, QueryResultLike } from './driver.js'
+import { InvalidQueryError, ScopeClosedError } from './errors.js'
+import type { Scope, Submittable } from './scope.js'
+
+type Callback<T> = (err: Error | undefined, result?: T) => void
+
+/** What the facade needs from its TenantPool, read once per call, at call time. */
+export interface PoolFacadeBackend {
+  query(textOrConfig: unknown, values?: readonly unknown[]): Promise<unknown>
+  /** A client for the tenant bound here (see {@link ScopeClient} and {@link OwnedClient}). */
+  connect(): Promise<TenantClient>
+}
+
+/**
+ * A client as `db.pool.connect()` hands it out: `query` in promise and callback forms, and
+ * `release`. It never exposes the pooled pg client itself.
+ */
+export interface TenantClient {
+  query(textOrConfig: unknown, values?: unknown, callback?: unknown): Promise<unknown> | undefined
+  release(err?: Error | boolean): void
+  on(event: string, listener: (...args: any[]) => void): TenantClient
+  off(event: string, listener: (...args: any[]) => void): TenantClient
+  removeListener(event: string, listener: (...args: any[]) => void): TenantClient
+}
+
+// Transaction control an ORM sends, in any case and spacing, with an optional semicolon.
+const BEGIN = /^\s*(?:begin|start\s+transaction)(?:\s+(?:work|transaction))?\s*;?\s*$/i
+const BEGIN_WITH_MODES = /^\s*(?:begin|start\s+transaction)\b/i
+const COMMIT = /^\s*(?:commit|end)(?:\s+(?:work|transaction))?\s*;?\s*$/i
+const ROLLBACK = /^\s*(?:rollback|abort)(?:\s+(?:work|transaction))?\s*;?\s*$/i
+
+/** Splits pg's `query(text, values?, callback?)` arguments. */
+function splitArgs(values: unknown, callback: unknown): [readonly unknown[] | undefined, Callback<unknown> | undefined] {
+  if (typeof values === 'function') return [undefined, values as Callback<unknown>]
+  return [values as readonly unknown[] | undefined, callback as Callback<unknown> | undefined]
+}
+
+/** Runs a promise-returning call in pg's promise or callback style. */
+function settle(promise: Promise<unknown>, callback: Callback<unknown> | undefined): Promise<unknown> | undefined {
+  if (!callback) return promise
+  promise.then(
+    (result) => callback(undefined, result),
+    (err: Error) => callback(err),
+  )
+  return undefined
+}
+
+function textOf(textOrConfig: unknown): string | undefined {
+  if (typeof textOrConfig === 'string') return textOrConfig
+  const text = (textOrConfig as { text?: unknown } | null)?.text
+  return typeof text === 'string' ? text : undefined
+}
+
+/** A client's `on`/`off`: an ORM may listen for notices; there is nothing to pass through. */
+abstract class ClientBase implements TenantClient {
+  abstract query(textOrConfig: unknown, values?: unknown, callback?: unknown): Promise<unknown> | undefined
+  abstract release(err?: Error | boolean): void
+  on(): TenantClient {
+    return this
+  }
+  off(): TenantClient {
+    return this
+  }
+  removeListener(): TenantClient {
+    return this
+  }
+}
+
+/**
+ * Inside `withTenant`: the scope's own client. `release()` does not return it to the pool (the
+ * scope does, when it ends), and an ORM's BEGIN / COMMIT / ROLLBACK become SAVEPOINT / RELEASE
+ * SAVEPOINT / ROLLBACK TO SAVEPOINT, so an ORM transaction nests inside the scope's transaction and
+ * the scope keeps its tenant after it.
+ */
+export class ScopeClient extends ClientBase {
+  readonly #scope: Scope
+  readonly #savepoints: string[] = []
+  #released = false
+  static #next = 0
+
+  constructor(scope: Scope) {
+    super()
+    this.#scope = scope
+  }
+
+  query(textOrConfig: unknown, values?: unknown, callback?: unknown): Promise<unknown> | undefined {
+    const [vals, cb] = splitArgs(values, callback)
+    return settle(this.#query(textOrConfig, vals), cb)
+  }
+
+  async #query(textOrConfig: unknown, values: readonly unknown[] | undefined): Promise<unknown> {
+    if (this.#released) throw new ScopeClosedError('this client was released')
+    if (typeof (textOrConfig as Submittable | null)?.submit === 'function') {
+      return this.#scope.submit(textOrConfig as Submittable)
+    }
+    const text = textOf(textOrConfig)
+    if (text === undefined) throw new InvalidQueryError('query needs SQL text or a { text } config object')
+    // A session scope's statements autocommit: an ORM's own transaction there is a real one.
+    if (this.#scope.kind !== 'transaction') return this.#scope.query(configOf(textOrConfig, text, values))
+    if (BEGIN.test(text)) {
+      const name = `pg_tenant_orm_${++ScopeClient.#next}`
+      await this.#scope.query({ text: `SAVEPOINT ${name}` })
+      this.#savepoints.push(name)
+      return emptyResult('BEGIN')
+    }
+    if (BEGIN_WITH_MODES.test(text)) {
+      // An isolation level or access mode cannot be honoured inside the scope's transaction, and
+      // silently dropping it would be worse than refusing.
+      throw new InvalidQueryError(
+        `inside withTenant an ORM transaction is a SAVEPOINT of the scope's transaction, which ` +
+          `cannot take transaction modes (${text.trim()}); start it under runWithTenant instead`,
+      )
+    }
+    const savepoint = this.#savepoints.at(-1)
+    if (savepoint !== undefined && COMMIT.test(text)) {
+      await this.#scope.query({ text: `RELEASE SAVEPOINT ${savepoint}` })
+      this.#savepoints.pop()
+      return emptyResult('COMMIT')
+    }
+    if (savepoint !== undefined && ROLLBACK.test(text)) {
+      await this.#scope.query({ text: `ROLLBACK TO SAVEPOINT ${savepoint}` })
+      await this.#scope.query({ text: `RELEASE SAVEPOINT ${savepoint}` })
+      this.#savepoints.pop()
+      return emptyResult('ROLLBACK')
+    }
+    return this.#scope.query(configOf(textOrConfig, text, values))
+  }
+
+  release(): void {
+    this.#released = true
+  }
+}
+
+/**
+ * Inside `runWithTenant`: a client of its own, checked out for the caller, with the tenant applied
+ * at session level and reset before it goes back (a `session` scope), so an ORM's own BEGIN and
+ * COMMIT work as usual. `release(err)` with an error destroys it instead.
+ */
+export class OwnedClient extends ClientBase {
+  readonly #scope: Scope
+  #released = false
+
+  constructor(scope: Scope) {
+    super()
+    this.#scope = scope
+  }
+
+  query(textOrConfig: unknown, values?: unknown, callback?: unknown): Promise<unknown> | undefined {
+    const [vals, cb] = splitArgs(values, callback)
+    return settle(this.#query(textOrConfig, vals), cb)
+  }
+
+  async #query(textOrConfig: unknown, values: readonly unknown[] | undefined): Promise<unknown> {
+    if (this.#released) throw new ScopeClosedError('this client was released')
+    if (typeof (textOrConfig as Submittable | null)?.submit === 'function') {
+      return this.#scope.submit(textOrConfig as Submittable)
+    }
+    const text = textOf(textOrConfig)
+    if (text === undefined) throw new InvalidQueryError('query needs SQL text or a { text } config object')
+    return this.#scope.query(configOf(textOrConfig, text, values))
+  }
+
+  release(err?: Error | boolean): void {
+    if (this.#released) throw new Error('Release called on client which has already been released to the pool.')
+    this.#released = true
+    // An error from the caller means it does not trust the connection: end it with a rollback.
+    this.#scope.close(err !== undefined && err !== false).catch(() => undefined)
+  }
+}
+
+function configOf(textOrConfig: unknown, text: string, values: readonly unknown[] | undefined): QueryConfigLike {
+  if (typeof textOrConfig === 'string') return values === undefined ? { text } : { text, values }
+  return values === undefined ? (textOrConfig as QueryConfigLike) : { ...(textOrConfig as QueryConfigLike), values }
+}
+
+function emptyResult(command: string): QueryResultLike {
+  return { command, rowCount: null, rows: [], fields: [] }
+}
+
+const PASSED_THROUGH = ['totalCount', 'idleCount', 'waitingCount', 'expiredCount', 'ending', 'ended', 'options']
+
+/**
+ * Builds `db.pool`. Its prototype is the wrapped pool's, so `instanceof pg.Pool` holds; every
+ * method that matters is an own property that goes through pg-tenant.
+ */
+export function createPoolFacade(pool: PgPoolLike, backend: PoolFacadeBackend): PgPoolLike {
+  const target = pool as unknown as Record<string, unknown> & {
+    on?: (event: string, listener: (...a: any[]) => void) => unknown
+    off?: (event: string, listener: (...a: any[]) => void) => unknown
+    once?: (event: string, listener: (...a: any[]) => void) => unknown
+    removeListener?: (event: string, listener: (...a: any[]) => void) => unknown
+  }
+  const facade = Object.create(Object.getPrototypeOf(pool) ?? Object.prototype) as Record<string, unknown>
+  const events = (method: 'on' | 'off' | 'once' | 'removeListener' | 'addListener') =>
+    function (this: unknown, event: string, listener: (...a: any[]) => void) {
+      const fn = (target[method] ?? target.on) as ((e: string, l: (...a: any[]) => void) => unknown) | undefined
+      fn?.call(pool, event, listener)
+      return facade
+    }
+  Object.defineProperties(facade, {
+    query: {
+      value(textOrConfig: unknown, values?: unknown, callback?: unknown) {
+        const [vals, cb] = splitArgs(values, callback)
+        const run = typeof (textOrConfig as Submittable | null)?.submit === 'function'
+          ? backend.query(textOrConfig)
+          : backend.query(textOrConfig, vals)
+        return settle(run, cb)
+      },
+    },
+    connect: {
+      value(callback?: (err: Error | undefined, client?: TenantClient, done?: (err?: Error) => void) => void) {
+        const connecting = backend.connect()
+        if (!callback) return connecting
+        connecting.then(
+          (client) => callback(undefined, client, (err?: Error) => client.release(err)),
+          (err: Error) => callback(err),
+        )
+        return undefined
+      },
+    },
+    end: { value: (callback?: () => void) => settle(pool.end(), callback as Callback<unknown> | undefined) },
+    on: { value: events('on') },
+    addListener: { value: events('addListener') },
+    once: { value: events('once') },
+    off: { value: events('off') },
+    removeListener: { value: events('removeListener') },
+  })
+  for (const name of PASSED_THROUGH) {
+    Object.defineProperty(facade, name, { get: () => target[name], enumerable: true })
+  }
+  return facade as unknown as PgPoolLike
+}
