@@ -59,10 +59,40 @@ function textOf(textOrConfig: unknown): string | undefined {
   return typeof text === 'string' ? text : undefined
 }
 
-/** A client's `on`/`off`: an ORM may listen for notices; there is nothing to pass through. */
+/**
+ * What both clients share: pg's `query(text | config | submittable, values?, callback?)` forms,
+ * refusal after `release()`, and `on`/`off` (an ORM may listen for notices; nothing to pass on).
+ */
 abstract class ClientBase implements TenantClient {
-  abstract query(textOrConfig: unknown, values?: unknown, callback?: unknown): Promise<unknown> | undefined
+  protected readonly scope: Scope
+  protected released = false
+
+  constructor(scope: Scope) {
+    this.scope = scope
+  }
+
+  query(textOrConfig: unknown, values?: unknown, callback?: unknown): Promise<unknown> | undefined {
+    const [vals, cb] = splitArgs(values, callback)
+    return settle(this.#query(textOrConfig, vals), cb)
+  }
+
+  async #query(textOrConfig: unknown, values: readonly unknown[] | undefined): Promise<unknown> {
+    if (this.released) throw new ScopeClosedError('this client was released')
+    if (typeof (textOrConfig as Submittable | null)?.submit === 'function') {
+      return this.scope.submit(textOrConfig as Submittable)
+    }
+    const text = textOf(textOrConfig)
+    if (text === undefined) throw new InvalidQueryError('query needs SQL text or a { text } config object')
+    return this.statement(text, configOf(textOrConfig, text, values))
+  }
+
+  /** Sends one statement of the caller's; `text` is its SQL, for transaction control. */
+  protected statement(_text: string, config: QueryConfigLike): Promise<unknown> {
+    return this.scope.query(config)
+  }
+
   abstract release(err?: Error | boolean): void
+
   on(): TenantClient {
     return this
   }
@@ -81,33 +111,15 @@ abstract class ClientBase implements TenantClient {
  * the scope keeps its tenant after it.
  */
 export class ScopeClient extends ClientBase {
-  readonly #scope: Scope
   readonly #savepoints: string[] = []
-  #released = false
   static #next = 0
 
-  constructor(scope: Scope) {
-    super()
-    this.#scope = scope
-  }
-
-  query(textOrConfig: unknown, values?: unknown, callback?: unknown): Promise<unknown> | undefined {
-    const [vals, cb] = splitArgs(values, callback)
-    return settle(this.#query(textOrConfig, vals), cb)
-  }
-
-  async #query(textOrConfig: unknown, values: readonly unknown[] | undefined): Promise<unknown> {
-    if (this.#released) throw new ScopeClosedError('this client was released')
-    if (typeof (textOrConfig as Submittable | null)?.submit === 'function') {
-      return this.#scope.submit(textOrConfig as Submittable)
-    }
-    const text = textOf(textOrConfig)
-    if (text === undefined) throw new InvalidQueryError('query needs SQL text or a { text } config object')
+  protected override async statement(text: string, config: QueryConfigLike): Promise<unknown> {
     // A session scope's statements autocommit: an ORM's own transaction there is a real one.
-    if (this.#scope.kind !== 'transaction') return this.#scope.query(configOf(textOrConfig, text, values))
+    if (this.scope.kind !== 'transaction') return this.scope.query(config)
     if (BEGIN.test(text)) {
       const name = `pg_tenant_orm_${++ScopeClient.#next}`
-      await this.#scope.query({ text: `SAVEPOINT ${name}` })
+      await this.scope.query({ text: `SAVEPOINT ${name}` })
       this.#savepoints.push(name)
       return emptyResult('BEGIN')
     }
@@ -121,21 +133,21 @@ export class ScopeClient extends ClientBase {
     }
     const savepoint = this.#savepoints.at(-1)
     if (savepoint !== undefined && COMMIT.test(text)) {
-      await this.#scope.query({ text: `RELEASE SAVEPOINT ${savepoint}` })
+      await this.scope.query({ text: `RELEASE SAVEPOINT ${savepoint}` })
       this.#savepoints.pop()
       return emptyResult('COMMIT')
     }
     if (savepoint !== undefined && ROLLBACK.test(text)) {
-      await this.#scope.query({ text: `ROLLBACK TO SAVEPOINT ${savepoint}` })
-      await this.#scope.query({ text: `RELEASE SAVEPOINT ${savepoint}` })
+      await this.scope.query({ text: `ROLLBACK TO SAVEPOINT ${savepoint}` })
+      await this.scope.query({ text: `RELEASE SAVEPOINT ${savepoint}` })
       this.#savepoints.pop()
       return emptyResult('ROLLBACK')
     }
-    return this.#scope.query(configOf(textOrConfig, text, values))
+    return this.scope.query(config)
   }
 
   release(): void {
-    this.#released = true
+    this.released = true
   }
 }
 
@@ -145,34 +157,11 @@ export class ScopeClient extends ClientBase {
  * COMMIT work as usual. `release(err)` with an error destroys it instead.
  */
 export class OwnedClient extends ClientBase {
-  readonly #scope: Scope
-  #released = false
-
-  constructor(scope: Scope) {
-    super()
-    this.#scope = scope
-  }
-
-  query(textOrConfig: unknown, values?: unknown, callback?: unknown): Promise<unknown> | undefined {
-    const [vals, cb] = splitArgs(values, callback)
-    return settle(this.#query(textOrConfig, vals), cb)
-  }
-
-  async #query(textOrConfig: unknown, values: readonly unknown[] | undefined): Promise<unknown> {
-    if (this.#released) throw new ScopeClosedError('this client was released')
-    if (typeof (textOrConfig as Submittable | null)?.submit === 'function') {
-      return this.#scope.submit(textOrConfig as Submittable)
-    }
-    const text = textOf(textOrConfig)
-    if (text === undefined) throw new InvalidQueryError('query needs SQL text or a { text } config object')
-    return this.#scope.query(configOf(textOrConfig, text, values))
-  }
-
   release(err?: Error | boolean): void {
-    if (this.#released) throw new Error('Release called on client which has already been released to the pool.')
-    this.#released = true
+    if (this.released) throw new Error('Release called on client which has already been released to the pool.')
+    this.released = true
     // An error from the caller means it does not trust the connection: end it with a rollback.
-    this.#scope.close(err !== undefined && err !== false).catch(() => undefined)
+    this.scope.close(err !== undefined && err !== false).catch(() => undefined)
   }
 }
 

@@ -8,7 +8,7 @@ import Cursor from 'pg-cursor'
 import QueryStream from 'pg-query-stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createTenantPool, RoleSwitchError, type TenantPool } from '../../src/index.js'
-import { createTestDatabase, STATE_SQL, type TestDatabase } from '../setup/fixtures.js'
+import { createTestDatabase, STATE_SQL, type State, type TestDatabase } from '../setup/fixtures.js'
 import { startWireProxy } from '../setup/wire-proxy.js'
 
 let t: TestDatabase
@@ -19,12 +19,6 @@ beforeAll(async () => {
 })
 afterAll(() => t.drop())
 
-interface State {
-  pid: number
-  session_user: string
-  current_user: string
-  tenant: string
-}
 const stateOf = async (db: TenantPool) => (await db.withoutTenant(() => db.query<State>(STATE_SQL))).rows[0]!
 const scoped = <T>(db: TenantPool, fn: () => Promise<T>) => db.runWithTenant('org_1', fn)
 

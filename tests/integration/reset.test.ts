@@ -14,7 +14,7 @@ import {
   type ScopeMode,
   type Tenant,
 } from '../../src/index.js'
-import { createTestDatabase, STATE_SQL, type TestDatabase } from '../setup/fixtures.js'
+import { createTestDatabase, STATE_SQL, type State, type TestDatabase } from '../setup/fixtures.js'
 
 let t: TestDatabase
 beforeAll(async () => {
@@ -22,12 +22,6 @@ beforeAll(async () => {
 })
 afterAll(() => t.drop())
 
-interface State {
-  pid: number
-  session_user: string
-  current_user: string
-  tenant: string
-}
 
 /** The state of the pool's one connection, seen outside any tenant. */
 async function idleState(db: ReturnType<typeof createTenantPool>): Promise<State> {

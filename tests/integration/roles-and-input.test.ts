@@ -9,7 +9,6 @@ import {
   InvalidTenantError,
   RoleNotAllowedError,
   RoleSwitchError,
-  type PgPoolLike,
 } from '../../src/index.js'
 import { createTestDatabase, STATE_SQL, type TestDatabase } from '../setup/fixtures.js'
 
@@ -19,18 +18,6 @@ beforeAll(async () => {
 })
 afterAll(() => t.drop())
 
-function countingPool(max: number): PgPoolLike & { checkouts: number } {
-  const pool = t.pool({ max })
-  const counting = {
-    checkouts: 0,
-    async connect() {
-      counting.checkouts += 1
-      return pool.connect()
-    },
-    end: () => pool.end(),
-  }
-  return counting
-}
 
 describe('roles (guarantee 7)', () => {
   it('uses allow-listed names and whole-name RegExp matches only', async () => {
@@ -51,7 +38,7 @@ describe('roles (guarantee 7)', () => {
     ['a RegExp match that is not the whole name', (t: TestDatabase) => `${t.roles.sales[0]}x`],
     ['NONE (which would mean RESET ROLE)', () => 'none'],
   ])('refuses %s with RoleNotAllowedError before any SQL', async (_, role) => {
-    const pool = countingPool(1)
+    const pool = t.countingPool(1)
     const prefix = t.roles.sales[0]!.replace(/_sales_1$/, '')
     const db = createTenantPool(pool, { roles: [new RegExp(`${prefix}_sales_[0-9]`), 'none'] })
     const err = await db.withTenant({ role: role(t) }, () => db.query('select 1')).catch((e: unknown) => e)
@@ -104,7 +91,7 @@ describe('input (guarantee 8)', () => {
   ]
 
   it.each(bad)('rejects %s with InvalidTenantError before any SQL', async (_, tenant) => {
-    const pool = countingPool(1)
+    const pool = t.countingPool(1)
     const db = createTenantPool(pool)
     const err = await db.withTenant(tenant as string, () => db.query('select 1')).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(InvalidTenantError)

@@ -8,7 +8,6 @@ import {
   ScopeClosedError,
   TenantMismatchError,
   TenantRequiredError,
-  type PgPoolLike,
 } from '../../src/index.js'
 import { createTestDatabase, STATE_SQL, type TestDatabase } from '../setup/fixtures.js'
 
@@ -20,19 +19,6 @@ afterAll(() => t.drop())
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-/** A real pool that counts checkouts: proof that some paths never touch it. */
-function countingPool(max: number): PgPoolLike & { checkouts: number } {
-  const pool = t.pool({ max })
-  const counting = {
-    checkouts: 0,
-    async connect() {
-      counting.checkouts += 1
-      return pool.connect()
-    },
-    end: () => pool.end(),
-  }
-  return counting
-}
 
 async function countKind(kind: string): Promise<number> {
   const { rows } = await t.admin<{ n: string }>('select count(*) n from events where kind = $1', [kind])
@@ -41,7 +27,7 @@ async function countKind(kind: string): Promise<number> {
 
 describe('fail closed (guarantee 3)', () => {
   it('rejects db.query with no tenant bound and never touches the pool', async () => {
-    const pool = countingPool(1)
+    const pool = t.countingPool(1)
     const db = createTenantPool(pool)
     await expect(db.query(`insert into events (kind) values ('unbound')`)).rejects.toBeInstanceOf(
       TenantRequiredError,
@@ -53,7 +39,7 @@ describe('fail closed (guarantee 3)', () => {
   })
 
   it('takes no client for a withTenant that sends no query', async () => {
-    const pool = countingPool(1)
+    const pool = t.countingPool(1)
     const db = createTenantPool(pool)
     expect(await db.withTenant('org_1', () => 42)).toBe(42)
     expect(pool.checkouts).toBe(0)

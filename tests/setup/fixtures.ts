@@ -9,6 +9,7 @@
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
 import { inject } from 'vitest'
+import type { PgPoolLike } from '../../src/index.js'
 import { TEST_ROLE_PASSWORD } from './pgbouncer.js'
 
 export interface TestDatabase {
@@ -29,6 +30,8 @@ export interface TestDatabase {
   }
   /** A pg.Pool of the login role. */
   pool(config?: pg.PoolConfig): pg.Pool
+  /** A pool of the login role that counts checkouts: proof that some paths never touch it. */
+  countingPool(max: number): PgPoolLike & { checkouts: number }
   /** The login role's connection string through PgBouncer (transaction pooling), if running. */
   readonly bouncerUrl: string | undefined
   /** Runs SQL as superuser in the test database. */
@@ -133,6 +136,14 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   const bouncerPort = inject('pgBouncerPort')
   const bouncerUrl = new URL(appUrl)
   bouncerUrl.port = String(bouncerPort)
+  const makePool = (config: pg.PoolConfig): pg.Pool => {
+    const pool = new pg.Pool({ connectionString: appUrl.toString(), ...config })
+    // As every pg.Pool user must: tests that terminate backends make pg-pool emit 'error' for
+    // clients that pg-tenant already destroyed; unheard, that event would crash the run.
+    pool.on('error', () => undefined)
+    pools.push(pool)
+    return pool
+  }
   return {
     appUrl: appUrl.toString(),
     bouncerUrl: bouncerPort ? bouncerUrl.toString() : undefined,
@@ -141,13 +152,18 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     appRole,
     ownerRole,
     roles,
-    pool(config = {}) {
-      const pool = new pg.Pool({ connectionString: appUrl.toString(), ...config })
-      // As every pg.Pool user must: tests that terminate backends make pg-pool emit 'error' for
-      // clients that pg-tenant already destroyed; unheard, that event would crash the run.
-      pool.on('error', () => undefined)
-      pools.push(pool)
-      return pool
+    pool: (config = {}) => makePool(config),
+    countingPool(max: number) {
+      const pool = makePool({ max })
+      const counting = {
+        checkouts: 0,
+        async connect() {
+          counting.checkouts += 1
+          return pool.connect()
+        },
+        end: () => pool.end(),
+      }
+      return counting
     },
     admin: (text, values) => admin.query(text, values),
     async drop() {
@@ -188,6 +204,14 @@ function endAndWait(pool: pg.Pool): Promise<void> {
     })
     pool.end().catch(() => {})
   })
+}
+
+/** What STATE_SQL returns. */
+export interface State {
+  pid: number
+  session_user: string
+  current_user: string
+  tenant: string
 }
 
 /** The backend pid, session user, current user and tenant setting of a fresh statement. */
