@@ -54,11 +54,6 @@ export interface PgClientLike {
   release(destroy?: boolean | Error): void
   on(event: 'error', listener: (err: Error) => void): unknown
   removeListener(event: 'error', listener: (err: Error) => void): unknown
-  /**
-   * The transaction status of the last ReadyForQuery: `'I'` idle, `'T'` in a transaction, `'E'`
-   * in a failed transaction, `null` before the first. pg 8.21+.
-   */
-  getTransactionStatus?(): string | null
   /** The backend pid, for diagnostics. */
   readonly processID?: number | null
 }
