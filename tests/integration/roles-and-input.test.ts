@@ -10,7 +10,7 @@ import {
   RoleNotAllowedError,
   RoleSwitchError,
   type PgPoolLike,
-} from '../../src/index.js'
+} from '../setup/pg-tenant.js'
 import { createTestDatabase, STATE_SQL, type TestDatabase } from '../setup/fixtures.js'
 
 let t: TestDatabase

@@ -9,7 +9,7 @@ import {
   TenantMismatchError,
   TenantRequiredError,
   type PgPoolLike,
-} from '../../src/index.js'
+} from '../setup/pg-tenant.js'
 import { createTestDatabase, STATE_SQL, type TestDatabase } from '../setup/fixtures.js'
 
 let t: TestDatabase
