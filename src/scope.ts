@@ -327,7 +327,11 @@ export class Scope {
       return // the checkout failed: there is no client to give back
     }
     const known = !this.#broken && !this.#unanswered
-    const { error, confirmed } = known ? await this.#end(client, failed) : { error: undefined, confirmed: false }
+    // A transaction whose connection was lost never committed: a callback that swallowed the
+    // error and returned must not be told it did.
+    const { error, confirmed } = known
+      ? await this.#end(client, failed)
+      : { error: this.#inTransaction && !this.#transactionEnded ? lostError() : undefined, confirmed: false }
     const clean = confirmed && !this.#broken && !this.#unanswered && this.#status === 'I'
     const checked = clean && this.#trace.shouldVerify()
     const verdict: ReleaseVerdict = checked
@@ -434,6 +438,12 @@ function endedError(): ScopeClosedError {
   return new ScopeClosedError(
     "this scope's transaction was ended by a COMMIT or ROLLBACK sent as a query; " +
       'use db.transaction() for nested transactions',
+  )
+}
+
+function lostError(): TransactionAbortedError {
+  return new TransactionAbortedError(
+    'the connection was lost (or a statement went unanswered) before COMMIT: the transaction was not committed',
   )
 }
 
