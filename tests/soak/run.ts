@@ -6,7 +6,7 @@
  *   npm run soak                                   1,000,000 operations, at most 60 minutes
  *   npm run soak -- --operations 200000 --minutes 10 --seed 42
  *
- * Prints progress every 100,000 operations and the full report at the end; exits 1 if any
+ * Prints progress every 50,000 operations and the full report at the end; exits 1 if any
  * invariant failed.
  */
 import { parseArgs } from 'node:util'
@@ -46,7 +46,7 @@ try {
     timeLimitMs: minutes * 60_000,
     concurrency: Number(values.concurrency),
     ...(values.seed === undefined ? {} : { seed: Number(values.seed) }),
-    progressEvery: 100_000,
+    progressEvery: 50_000,
     onProgress: (r) => {
       const rate = Math.round(r.operations / ((Date.now() - started) / 1000))
       console.log(

@@ -353,13 +353,20 @@ const OPS = [
       // Straight from the pg pool, bypassing pg-tenant.
       const client = await c.raw.connect()
       rawProbes++
+      // As every pg user must while a client is checked out: a backend terminated between
+      // statements emits 'error' on the client, which would otherwise crash the process.
       let failure: unknown
+      const onError = (err: Error) => {
+        failure = err
+      }
+      client.on('error', onError)
       try {
         check((await client.query(PROBE_SQL)).rows[0], 'pg pool')
       } catch (err) {
         failure = err
         throw err
       } finally {
+        client.removeListener('error', onError)
         client.release(failure instanceof Error ? failure : undefined)
       }
     },
