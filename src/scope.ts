@@ -11,6 +11,7 @@
  * with `release(true)`.
  */
 import { releaseVerdict, type ReleaseVerdict } from './canary.js'
+import { checkout } from './checkout.js'
 import { ScopeTrace, uncleanVerdict, type PoolMonitor } from './diagnostics.js'
 import type { PgClientLike, PgPoolLike, QueryConfigLike, QueryResultLike } from './driver.js'
 import {
@@ -244,10 +245,12 @@ export class Scope {
   }
 
   async #connect(): Promise<PgClientLike> {
-    const client = await this.#pool.connect()
+    // The 'error' listener is attached where the pool hands the client over (see checkout.ts).
+    const client = await checkout(this.#pool, this.#onError)
     this.#trace.pid = client.processID ?? undefined
     this.#queryClass = queryClassOf(client)
     if (this.#queryClass === undefined) {
+      client.removeListener('error', this.#onError)
       client.release()
       throw new InvalidOptionsError(
         "pg-tenant needs node-postgres' JavaScript client (pg 8.x, not pg-native or pipeline mode)",
@@ -255,7 +258,6 @@ export class Scope {
     }
     // A checked-out client that loses its socket emits 'error'; unhandled, that would crash the
     // process. Seeing one means the client can never be confirmed clean.
-    client.on('error', this.#onError)
     return client
   }
 

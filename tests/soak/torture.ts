@@ -58,6 +58,8 @@ export interface TortureOptions {
   /** Called every `progressEvery` operations. */
   readonly onProgress?: (report: TortureReport) => void
   readonly progressEvery?: number
+  /** Weights to use instead of the defaults, by operation kind (more terminations, say). */
+  readonly weights?: Readonly<Record<string, number>>
 }
 
 /** What a fault or an operation is called in the report. */
@@ -351,15 +353,21 @@ const OPS = [
         return
       }
       // Straight from the pg pool, bypassing pg-tenant.
-      const client = await c.raw.connect()
-      rawProbes++
-      // As every pg user must while a client is checked out: a backend terminated between
-      // statements emits 'error' on the client, which would otherwise crash the process.
+      // As every pg user must while a client is checked out: listen for 'error' (a backend
+      // terminated between statements), attached in the pool's callback, where the client is
+      // handed over (see src/checkout.ts: `await pool.connect()` leaves a window).
       let failure: unknown
       const onError = (err: Error) => {
         failure = err
       }
-      client.on('error', onError)
+      const client = await new Promise<pg.PoolClient>((resolve, reject) => {
+        c.raw.connect((err, taken) => {
+          if (err || !taken) return reject(err)
+          taken.on('error', onError)
+          resolve(taken)
+        })
+      })
+      rawProbes++
       try {
         check((await client.query(PROBE_SQL)).rows[0], 'pg pool')
       } catch (err) {
@@ -714,11 +722,12 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
     return undefined
   }
 
-  const totalWeight = OPS.reduce((sum, o) => sum + o.weight, 0)
+  const weightOf = (op: (typeof OPS)[number]) => options.weights?.[op.kind] ?? op.weight
+  const totalWeight = OPS.reduce((sum, o) => sum + weightOf(o), 0)
   const chooseOp = () => {
     let x = rnd() * totalWeight
     for (const op of OPS) {
-      x -= op.weight
+      x -= weightOf(op)
       if (x < 0) return op
     }
     return OPS[0]
