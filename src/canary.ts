@@ -50,7 +50,8 @@ export type ReleaseVerdict =
     }
 
 /**
- * Why a client was destroyed rather than released:
+ * Why a client was destroyed rather than released (`DestroyMessage.reason`, the keys of
+ * `db.stats().destroyedBy`):
  *
  * - `'broken'`: its socket reported an error (a terminated backend, a network failure);
  * - `'unanswered'`: a statement was written and never answered (`query_timeout`, a lost socket);
@@ -60,6 +61,12 @@ export type ReleaseVerdict =
  * - `'dirty'`: the release canary (`verifyRelease`) found tenant state on it;
  * - `'check-failed'`: the release canary itself failed (its connection died, say), so the client
  *   could not be confirmed clean.
+ *
+ * @example
+ * ```ts
+ * const reason: DestroyReason = 'dirty'
+ * console.log(db.stats().destroyedBy[reason]) // clients the release canary found dirty
+ * ```
  */
 export type DestroyReason = 'broken' | 'unanswered' | 'not-idle' | 'unconfirmed' | 'dirty' | 'check-failed'
 

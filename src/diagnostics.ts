@@ -54,6 +54,13 @@ export const diagnosticsChannels = {
 /**
  * How a scope runs: `'transaction'` and `'session'` as in the pool's `scope` option, `'single'`
  * for one `db.query` under `runWithTenant` or `withoutTenant` (its own implicit transaction).
+ *
+ * @example
+ * ```ts
+ * diagnostics.subscribe('pg-tenant:scope:start', (m) => {
+ *   const kind: TracedScopeKind = (m as ScopeStartMessage).kind // 'transaction' | 'session' | 'single'
+ * })
+ * ```
  */
 export type TracedScopeKind = 'transaction' | 'session' | 'single'
 
