@@ -5,6 +5,7 @@
  *
  *   npm run soak                                   1,000,000 operations, at most 60 minutes
  *   npm run soak -- --operations 200000 --minutes 10 --seed 42
+ *   npm run soak -- --operations 50000 --weight pg_terminate_backend=10   (more of one fault)
  *
  * Prints progress every 50,000 operations and the full report at the end; exits 1 if any
  * invariant failed.
@@ -20,12 +21,20 @@ const { values } = parseArgs({
     minutes: { type: 'string', default: '60' },
     seed: { type: 'string' },
     concurrency: { type: 'string', default: '16' },
+    // e.g. --weight pg_terminate_backend=10: inject more of one fault (names as in the report).
+    weight: { type: 'string', multiple: true, default: [] },
   },
 })
+const weights = Object.fromEntries(
+  values.weight.map((w) => {
+    const at = w.lastIndexOf('=')
+    return [w.slice(0, at), Number(w.slice(at + 1))]
+  }),
+)
 const operations = Number(values.operations)
 const minutes = Number(values.minutes)
 if (!Number.isInteger(operations) || operations < 1 || !(minutes > 0)) {
-  console.error('usage: npm run soak -- [--operations N] [--minutes M] [--seed S] [--concurrency C]')
+  console.error('usage: npm run soak -- [--operations N] [--minutes M] [--seed S] [--concurrency C] [--weight kind=n]...')
   process.exit(2)
 }
 
@@ -45,6 +54,7 @@ try {
     operations,
     timeLimitMs: minutes * 60_000,
     concurrency: Number(values.concurrency),
+    weights,
     ...(values.seed === undefined ? {} : { seed: Number(values.seed) }),
     progressEvery: 50_000,
     onProgress: (r) => {

@@ -31,6 +31,7 @@ import {
   type DestroyMessage,
   type QueryMessage,
   type ReleaseMessage,
+  type PgPoolLike,
   type Tenant,
   type TenantPool,
   type TenantPoolStats,
@@ -104,8 +105,11 @@ export interface TortureReport {
     destroys: number
     destroyedBy: Record<string, number>
   }
-  /** Checkouts from the pg pool by pg-tenant scopes (pool `acquire` events minus raw probes). */
+  /** Clients the pg pool handed to pg-tenant. */
   scopeCheckouts: number
+  /** The pg pool's own `acquire` and `release` events (probes and timed-out waiters included). */
+  poolCheckouts: number
+  poolReturns: number
   /** Clients still checked out, or callers still waiting, at the end. */
   leakedClients: number
   /** Every invariant that did not hold, in words. Empty: the run passed. */
@@ -367,7 +371,6 @@ const OPS = [
           resolve(taken)
         })
       })
-      rawProbes++
       try {
         check((await client.query(PROBE_SQL)).rows[0], 'pg pool')
       } catch (err) {
@@ -543,7 +546,6 @@ const OPS = [
 ] as const satisfies ReadonlyArray<{ kind: string; weight: number; expect?: Expectation; run(c: Context): Promise<void> }>
 
 const POOL_SIZE = 3
-let rawProbes = 0
 
 /** A small seeded PRNG (mulberry32): the same seed gives the same mix of operations. */
 function prng(seed: number): () => number {
@@ -574,7 +576,6 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
   const deadlineMs = options.deadlineMs ?? 10_000
   const timeLimit = options.timeLimitMs ?? Number.POSITIVE_INFINITY
   const poolSize = options.poolSize ?? POOL_SIZE
-  rawProbes = 0
 
   // Ids with a quote, a semicolon and non-ASCII characters among the plain ones.
   const ids = Array.from({ length: tenantCount }, (_, i) =>
@@ -612,6 +613,8 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
       destroyedBy: {},
     },
     scopeCheckouts: 0,
+    poolCheckouts: 0,
+    poolReturns: 0,
     leakedClients: 0,
     violations: [],
   }
@@ -653,13 +656,36 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
     connectionTimeoutMillis: CONNECTION_TIMEOUT_MS,
   })
   raw.on('error', () => undefined) // late errors of clients destroyed after a termination
+  // Every checkout the pool made was given back, whoever made it.
   let acquires = 0
+  let returns = 0
   raw.on('acquire', () => acquires++)
+  raw.on('release', () => returns++)
+  // The pool pg-tenant sees: the same pg.Pool, counting the clients it hands to pg-tenant. It keeps
+  // pg's callback form, which pg-tenant uses to attach its 'error' listener in time.
+  let scopeCheckouts = 0
+  type Callback = (err: Error | undefined, client?: pg.PoolClient, done?: unknown) => void
+  const counted = {
+    connect(callback?: Callback) {
+      if (callback === undefined) {
+        return raw.connect().then((client) => {
+          scopeCheckouts++
+          return client
+        })
+      }
+      raw.connect((err, client, done) => {
+        if (!err) scopeCheckouts++
+        callback(err, client, done)
+      })
+      return undefined
+    },
+    end: () => raw.end(),
+  } as unknown as PgPoolLike
   const admin = new pg.Pool({ connectionString: options.adminUrl, max: 2 })
   admin.on('error', () => undefined)
   const appRole = decodeURIComponent(new URL(options.appUrl).username)
-  const tx = createTenantPool(raw, { verifyRelease: true, roles: options.roles })
-  const session = createTenantPool(raw, { verifyRelease: true, roles: options.roles, scope: 'session' })
+  const tx = createTenantPool(counted, { verifyRelease: true, roles: options.roles })
+  const session = createTenantPool(counted, { verifyRelease: true, roles: options.roles, scope: 'session' })
 
   const terminations: number[] = []
   const hogWindows: Array<[number, number]> = []
@@ -810,7 +836,9 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
     await sleep(50) // let pg-pool finish removing destroyed clients
     report.leakedClients = raw.totalCount - raw.idleCount + raw.waitingCount
     report.stats = sumStats(tx.stats(), session.stats())
-    report.scopeCheckouts = acquires - rawProbes
+    report.scopeCheckouts = scopeCheckouts
+    report.poolCheckouts = acquires
+    report.poolReturns = returns
     await finalChecks(c, options)
     checkInvariants(report)
   } finally {
@@ -891,6 +919,9 @@ function checkInvariants(r: TortureReport): void {
   if (ch.releases + ch.destroys !== r.scopeCheckouts) {
     v.push(`${r.scopeCheckouts} checkouts by scopes, but ${ch.releases + ch.destroys} releases and destroys`)
   }
+  if (r.poolCheckouts !== r.poolReturns) {
+    v.push(`the pg pool handed out ${r.poolCheckouts} clients but got ${r.poolReturns} back`)
+  }
   if (r.leakedClients !== 0) v.push(`${r.leakedClients} clients still checked out (or waiting) at the end`)
 }
 
@@ -920,7 +951,8 @@ export function formatReport(r: TortureReport): string {
     `channels: ${r.channels.scopeStarts} scopes started, ${r.channels.scopeEnds} ended, ${r.channels.queries} queries ` +
       `(${r.channels.refusedQueries} refused unsent), ${r.channels.releases} releases (${r.channels.verifiedReleases} verified), ` +
       `${r.channels.destroys} destroys ${JSON.stringify(r.channels.destroyedBy)}`,
-    `checkouts by scopes ${r.scopeCheckouts}; clients left checked out ${r.leakedClients}`,
+    `clients handed to pg-tenant ${r.scopeCheckouts}; pg pool checkouts ${r.poolCheckouts}, returns ${r.poolReturns}; ` +
+      `clients left checked out ${r.leakedClients}`,
     '',
     r.violations.length === 0 ? 'every invariant held' : `VIOLATIONS (${r.violations.length}):`,
     ...r.violations.slice(0, 20).map((x) => `  - ${x}`),
