@@ -268,20 +268,6 @@ export class TenantPool {
   }
 
   /**
-   * This pool's counters since it was created: clients released and destroyed (by reason), and
-   * release canary checks run and failed (`verifyRelease`). `dirty` should stay 0: anything else
-   * means some code left tenant state on a connection, and pg-tenant destroyed it.
-   *
-   * @example
-   * ```ts
-   * const { released, destroyed, destroyedBy, verified, dirty } = db.stats()
-   * ```
-   */
-  stats(): TenantPoolStats {
-    return this.#state.monitor!.stats()
-  }
-
-  /**
    * Ends the wrapped pool.
    *
    * @example
@@ -306,6 +292,20 @@ export class TenantPool {
   doctor(options: PoolDoctorOptions): Promise<Finding[]> {
     const { setting, roles } = this.#rules
     return checkRls(this.#pool, { ...options, setting, roles, scope: this.#mode })
+  }
+
+  /**
+   * This pool's counters since it was created: clients released and destroyed (by reason), and
+   * release canary checks run and failed (`verifyRelease`). `dirty` should stay 0: anything else
+   * means some code left tenant state on a connection, and pg-tenant destroyed it.
+   *
+   * @example
+   * ```ts
+   * const { released, destroyed, destroyedBy, verified, dirty } = db.stats()
+   * ```
+   */
+  stats(): TenantPoolStats {
+    return this.#state.monitor!.stats()
   }
 
   #inScope<T>(scope: Scope, fn: ScopeCallback<T>): Promise<T> {
