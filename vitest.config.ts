@@ -4,6 +4,8 @@ export default defineConfig({
   test: {
     include: ['tests/**/*.test.ts'],
     globalSetup: ['tests/setup/global.ts'],
+    // The release canary's verdict on every pool a test file made (tests/setup/pg-tenant.ts).
+    setupFiles: ['tests/setup/canary.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',

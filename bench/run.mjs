@@ -78,6 +78,9 @@ const rawPool = new pg.Pool({ connectionString: appUrl.toString(), max: POOL_SIZ
 const tenants = createTenantPool(pool)
 const roles = createTenantPool(pool, { roles: [/^bench_sales_[0-9]+$/] })
 const sessions = createTenantPool(pool, { scope: 'session' })
+// The release canary: one more round trip per checked release.
+const checked = createTenantPool(pool, { verifyRelease: true })
+const sampled = createTenantPool(pool, { verifyRelease: 0.01 })
 
 const POINT = 'select id, kind from events where id = $1'
 let n = 0
@@ -133,6 +136,14 @@ const variants = {
   'pg-tenant runWithTenant + 1 query': () => {
     const t = tenantOf(10)
     return tenants.runWithTenant(t, () => tenants.query(POINT, [idOf(t)]))
+  },
+  'pg-tenant runWithTenant + 1 query, verifyRelease': () => {
+    const t = tenantOf(10)
+    return checked.runWithTenant(t, () => checked.query(POINT, [idOf(t)]))
+  },
+  'pg-tenant runWithTenant + 1 query, verifyRelease 1%': () => {
+    const t = tenantOf(10)
+    return sampled.runWithTenant(t, () => sampled.query(POINT, [idOf(t)]))
   },
   'pg-tenant withTenant, 1 query': () => {
     const t = tenantOf(10)

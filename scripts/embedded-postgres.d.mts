@@ -9,3 +9,5 @@ export function startEmbeddedPostgres(options?: {
   log?: boolean
   settings?: Record<string, string>
 }): Promise<RunningPostgres>
+/** The PostgreSQL major version startEmbeddedPostgres() starts (PG_TENANT_PG_MAJOR, default 18). */
+export const embeddedMajor: number

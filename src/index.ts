@@ -53,3 +53,15 @@ export type {
   PolicyTarget,
   TenantRoleOptions,
 } from './sql/index.js'
+export { diagnosticsChannels } from './diagnostics.js'
+export type {
+  TracedScopeKind,
+  ScopeMessage,
+  ScopeStartMessage,
+  ScopeEndMessage,
+  QueryMessage,
+  ReleaseMessage,
+  DestroyMessage,
+  TenantPoolStats,
+} from './diagnostics.js'
+export type { DirtyClient, DestroyReason } from './canary.js'

@@ -1,7 +1,9 @@
 /**
  * `createTenantPool` and the `TenantPool` it returns: the public face of pg-tenant.
  */
+import { verifyRate } from './canary.js'
 import { currentBinding, runBound, type Binding } from './context.js'
+import { PoolMonitor, type TenantPoolStats } from './diagnostics.js'
 import { checkRls, type Finding, type PoolDoctorOptions } from './doctor.js'
 import type { PgPoolLike, QueryConfigLike, QueryResultLike, Row } from './driver.js'
 import { createPoolFacade, OwnedClient, ScopeClient, type TenantClient } from './pg-pool.js'
@@ -57,6 +59,20 @@ export interface TenantPoolOptions {
   roles?: readonly RoleMatcher[]
   /** Longest tenant id or setting value accepted, in characters. Default 256. */
   maxValueLength?: number
+  /**
+   * The release canary. Before a client judged clean goes back to the pool, one more statement
+   * checks on the server that `current_user = session_user`, no transaction is open, and every
+   * setting the scope wrote (and `setting`) reads empty. A dirty client is destroyed, published on
+   * `pg-tenant:destroy` with reason `'dirty'`, and counted in `db.stats().dirty`. `true` checks
+   * every release (one extra round trip each); a number from 0 to 1 checks that fraction of them,
+   * at random. Default `false`.
+   *
+   * @example
+   * ```ts
+   * const db = createTenantPool(pool, { verifyRelease: 0.01 }) // check 1% of releases
+   * ```
+   */
+  verifyRelease?: boolean | number
 }
 
 /** The callback of a scope: sync or async. */
@@ -94,6 +110,8 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
     if (!Number.isInteger(maxValueLength) || maxValueLength < 1) {
       throw new InvalidOptionsError('maxValueLength must be a positive integer')
     }
+    const rate = verifyRate(options.verifyRelease)
+    if (typeof rate === 'string') throw new InvalidOptionsError(rate)
     this.#pool = pool
     this.#mode = scope
     this.#rules = {
@@ -101,6 +119,7 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
       roles: [...roles],
       maxValueLength,
     }
+    this.#state.monitor = new PoolMonitor(rate, this.#rules.setting)
   }
 
   /**
@@ -205,7 +224,7 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
     if (bound.kind === 'scope') {
       return isSubmittable(config) ? bound.scope.submit(config) : bound.scope.query(config)
     }
-    const scope = new Scope(this.#pool, bound.kind === 'identity' ? bound.tenant : NO_TENANT, 'single')
+    const scope = new Scope(this.#pool, bound.kind === 'identity' ? bound.tenant : NO_TENANT, 'single', this.#state)
     if (!isSubmittable(config)) return settle(scope, () => scope.query(config))
     return submitAlone(scope, config)
   }
@@ -234,7 +253,7 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
       return bound.scope.transaction(bound.depth, () => runBound(this, inner, async () => await fn()))
     }
     const tenant = bound.kind === 'identity' ? bound.tenant : NO_TENANT
-    return this.#inScope(new Scope(this.#pool, tenant, 'transaction'), fn)
+    return this.#inScope(new Scope(this.#pool, tenant, 'transaction', this.#state), fn)
   }
 
   /**
@@ -317,6 +336,20 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
     return checkRls(this.#pool, { ...options, setting, roles, scope: this.#mode })
   }
 
+  /**
+   * This pool's counters since it was created: clients released and destroyed (by reason), and
+   * release canary checks run and failed (`verifyRelease`). `dirty` should stay 0: anything else
+   * means some code left tenant state on a connection, and pg-tenant destroyed it.
+   *
+   * @example
+   * ```ts
+   * const { released, destroyed, destroyedBy, verified, dirty } = db.stats()
+   * ```
+   */
+  stats(): TenantPoolStats {
+    return this.#state.monitor!.stats()
+  }
+
   #inScope<T>(scope: Scope, fn: ScopeCallback<T>): Promise<T> {
     const binding: Binding = { kind: 'scope', tenant: scope.tenant, scope, depth: 0 }
     // Awaited inside the binding, so a lazy thenable (a Drizzle query) starts as this tenant.
@@ -333,7 +366,7 @@ async function submitAlone<S extends Submittable>(scope: Scope, submittable: S):
   try {
     return await scope.submit(submittable, finished)
   } catch (err) {
-    await scope.close(true)
+    await scope.close(true, err)
     throw err
   }
 }
@@ -355,7 +388,7 @@ async function settle<T>(scope: Scope, fn: () => T | PromiseLike<T>): Promise<T>
   try {
     result = await fn()
   } catch (err) {
-    await scope.close(true)
+    await scope.close(true, err)
     throw err
   }
   await scope.close(false)

@@ -10,6 +10,9 @@
  * `session`) RESET ROLE plus a RESET of every setting written succeeded. Anything else destroys it
  * with `release(true)`.
  */
+import { releaseVerdict, type ReleaseVerdict } from './canary.js'
+import { checkout } from './checkout.js'
+import { ScopeTrace, uncleanVerdict, type PoolMonitor } from './diagnostics.js'
 import type { PgClientLike, PgPoolLike, QueryConfigLike, QueryResultLike } from './driver.js'
 import {
   InvalidOptionsError,
@@ -61,6 +64,8 @@ export const NO_TENANT: ResolvedTenant = { input: '', settings: [], role: undefi
 export interface PoolState {
   /** Set when a session scope was answered by two backends: a transaction pooler is in between. */
   sessionPoolingError?: SessionPoolingError
+  /** Counters, diagnostics channels and the release canary (`verifyRelease`). */
+  monitor?: PoolMonitor
 }
 
 export class Scope {
@@ -89,12 +94,14 @@ export class Scope {
   readonly #onError = () => {
     this.#broken = true
   }
+  readonly #trace: ScopeTrace
 
   constructor(pool: PgPoolLike, tenant: ResolvedTenant, kind: ScopeKind, shared: PoolState = {}) {
     this.#pool = pool
     this.#shared = shared
     this.tenant = tenant
     this.kind = kind
+    this.#trace = new ScopeTrace(shared.monitor, tenant, kind)
   }
 
   /** True once the scope began to close: no statement may be sent through it any more. */
@@ -108,8 +115,7 @@ export class Scope {
    */
   query(config: QueryConfigLike): Promise<QueryResultLike> {
     const refused = this.#refusal()
-    if (refused) return Promise.reject(refused)
-    return this.#send(config)
+    return this.#trace.query(config.text, refused ? Promise.reject(refused) : this.#send(config), !refused)
   }
 
   /**
@@ -239,9 +245,12 @@ export class Scope {
   }
 
   async #connect(): Promise<PgClientLike> {
-    const client = await this.#pool.connect()
+    // The 'error' listener is attached where the pool hands the client over (see checkout.ts).
+    const client = await checkout(this.#pool, this.#onError)
+    this.#trace.pid = client.processID ?? undefined
     this.#queryClass = queryClassOf(client)
     if (this.#queryClass === undefined) {
+      client.removeListener('error', this.#onError)
       client.release()
       throw new InvalidOptionsError(
         "pg-tenant needs node-postgres' JavaScript client (pg 8.x, not pg-native or pipeline mode)",
@@ -249,7 +258,6 @@ export class Scope {
     }
     // A checked-out client that loses its socket emits 'error'; unhandled, that would crash the
     // process. Seeing one means the client can never be confirmed clean.
-    client.on('error', this.#onError)
     return client
   }
 
@@ -296,9 +304,22 @@ export class Scope {
   /**
    * Ends the scope. `failed`: the scope's callback threw, so its work is rolled back. Resolves with
    * nothing, or rejects with what the caller must see when the callback itself succeeded: the
-   * COMMIT's error (unchanged from PostgreSQL) or a TransactionAbortedError.
+   * COMMIT's error (unchanged from PostgreSQL) or a TransactionAbortedError. `reason`: the
+   * callback's error, for diagnostics.
    */
-  async close(failed: boolean): Promise<void> {
+  async close(failed: boolean, reason?: unknown): Promise<void> {
+    let error: unknown
+    try {
+      await this.#close(failed)
+    } catch (err) {
+      error = err
+      throw err
+    } finally {
+      this.#trace.ended(failed, failed ? reason : error)
+    }
+  }
+
+  async #close(failed: boolean): Promise<void> {
     this.#closed = true
     if (this.#client === undefined) return
     let client: PgClientLike
@@ -308,10 +329,21 @@ export class Scope {
       return // the checkout failed: there is no client to give back
     }
     const known = !this.#broken && !this.#unanswered
-    const { error, confirmed } = known ? await this.#end(client, failed) : { error: undefined, confirmed: false }
+    // A transaction whose connection was lost never committed: a callback that swallowed the
+    // error and returned must not be told it did.
+    const { error, confirmed } = known
+      ? await this.#end(client, failed)
+      : { error: this.#inTransaction && !this.#transactionEnded ? lostError() : undefined, confirmed: false }
     const clean = confirmed && !this.#broken && !this.#unanswered && this.#status === 'I'
+    const checked = clean && this.#trace.shouldVerify()
+    const verdict: ReleaseVerdict = checked
+      ? await this.#verify(client)
+      : clean
+        ? { release: true, verified: false }
+        : uncleanVerdict({ broken: this.#broken, unanswered: this.#unanswered, idle: this.#status === 'I' })
     client.removeListener('error', this.#onError)
-    client.release(clean ? undefined : true)
+    this.#trace.returned(verdict, checked)
+    client.release(verdict.release ? undefined : true)
     if (error !== undefined && !failed) throw error
   }
 
@@ -372,13 +404,24 @@ export class Scope {
     return { confirmed: true }
   }
 
+  /**
+   * The release canary: one statement through the same pipeline, so the status stays tracked.
+   * Only a clean answer, on a connection that neither failed nor went unanswered, releases.
+   */
+  async #verify(client: PgClientLike): Promise<ReleaseVerdict> {
+    const names = this.#trace.checkedSettings()
+    const answer = await this.#exec(client, this.#trace.releaseCheck(names))
+    return releaseVerdict(names, answer, this.#status, this.#broken || this.#unanswered)
+  }
+
   async #exec(
     client: PgClientLike,
-    text: string,
+    statement: string | QueryConfigLike,
     guard?: () => Error | undefined,
     prefix: PrefixStatement[] = [],
   ): Promise<{ result?: QueryResultLike; error?: unknown }> {
-    const query = new TenantQuery(this.#queryClass, { text }, prefix, {
+    const config = typeof statement === 'string' ? { text: statement } : statement
+    const query = new TenantQuery(this.#queryClass, config, prefix, {
       guard,
       status: (status) => {
         this.#status = status
@@ -397,6 +440,12 @@ function endedError(): ScopeClosedError {
   return new ScopeClosedError(
     "this scope's transaction was ended by a COMMIT or ROLLBACK sent as a query; " +
       'use db.transaction() for nested transactions',
+  )
+}
+
+function lostError(): TransactionAbortedError {
+  return new TransactionAbortedError(
+    'the connection was lost (or a statement went unanswered) before COMMIT: the transaction was not committed',
   )
 }
 

@@ -26,7 +26,7 @@ it('has a build to test (run `npm run build` first)', () => {
   }
 })
 
-it('shares one store and one error identity between the ESM and CJS builds', async () => {
+it('shares one store, one error identity and the diagnostics channels between the ESM and CJS builds', async () => {
   const { stdout } = await promisify(execFile)(
     process.execPath,
     [path.join(root, 'tests/integration/programs/dual-load.cjs')],
@@ -43,5 +43,7 @@ it('shares one store and one error identity between the ESM and CJS builds', asy
     cjsErrorIsEsmInstance: true,
     cjsErrorIsEsmBase: true,
     cjsErrorCode: 'TENANT_REQUIRED',
+    channelHeardBothCopies: 'org_dc_esm,org_dc_cjs',
+    scopeIdsDistinct: true,
   })
 })

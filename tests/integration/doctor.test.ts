@@ -17,7 +17,7 @@ import {
   InvalidOptionsError,
   type Finding,
   type FindingCode,
-} from '../../src/index.js'
+} from '../setup/pg-tenant.js'
 import { findSettingCalls, wrapSettingCalls } from '../../src/doctor.js'
 import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
 

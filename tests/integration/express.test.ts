@@ -14,7 +14,7 @@ import {
   isRlsViolation,
   TenantRequiredError,
   type TenantPool,
-} from '../../src/index.js'
+} from '../setup/pg-tenant.js'
 import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
 import { call, callVia, jitter, listen, pooled, shuffled, sleep, type Listening } from '../setup/http.js'
 

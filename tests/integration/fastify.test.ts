@@ -6,7 +6,7 @@ import http from 'node:http'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { tenantPlugin } from '../../src/fastify.js'
-import { createTenantPool, isRlsViolation, type TenantPool } from '../../src/index.js'
+import { createTenantPool, isRlsViolation, type TenantPool } from '../setup/pg-tenant.js'
 import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
 import { call, callVia, jitter, pooled, shuffled, sleep } from '../setup/http.js'
 

@@ -3,7 +3,7 @@
  * another tenant's rows, in both scope kinds and in both seed models.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
-import { createTenantPool, type ScopeMode } from '../../src/index.js'
+import { createTenantPool, type ScopeMode } from '../setup/pg-tenant.js'
 import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
 
 let t: TestDatabase

@@ -7,7 +7,7 @@ import pg from 'pg'
 import Cursor from 'pg-cursor'
 import QueryStream from 'pg-query-stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createTenantPool, RoleSwitchError, type TenantPool } from '../../src/index.js'
+import { createTenantPool, RoleSwitchError, type TenantPool } from '../setup/pg-tenant.js'
 import { createTestDatabase, STATE_SQL, type State, type TestDatabase } from '../setup/fixtures.js'
 import { startWireProxy } from '../setup/wire-proxy.js'
 

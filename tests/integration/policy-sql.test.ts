@@ -17,7 +17,7 @@ import {
   rolePolicySql,
   tenantPolicySql,
   type TenantColumnType,
-} from '../../src/index.js'
+} from '../setup/pg-tenant.js'
 import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
 
 let t: TestDatabase

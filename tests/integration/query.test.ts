@@ -1,6 +1,6 @@
 /** The forms db.query accepts, and PostgreSQL errors reaching the caller unchanged. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createTenantPool, InvalidQueryError } from '../../src/index.js'
+import { createTenantPool, InvalidQueryError } from '../setup/pg-tenant.js'
 import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
 
 let t: TestDatabase

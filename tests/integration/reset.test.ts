@@ -13,7 +13,7 @@ import {
   type PgPoolLike,
   type ScopeMode,
   type Tenant,
-} from '../../src/index.js'
+} from '../setup/pg-tenant.js'
 import { createTestDatabase, STATE_SQL, type State, type TestDatabase } from '../setup/fixtures.js'
 
 let t: TestDatabase

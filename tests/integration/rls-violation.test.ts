@@ -3,7 +3,7 @@
  * policy, and nothing else (a missing GRANT shares SQLSTATE 42501 but is not a tenant's doing).
  */
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { createTenantPool, isRlsViolation, type TenantPool } from '../../src/index.js'
+import { createTenantPool, isRlsViolation, type TenantPool } from '../setup/pg-tenant.js'
 import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
 
 let t: TestDatabase

@@ -9,8 +9,8 @@ import {
   InvalidTenantError,
   RoleNotAllowedError,
   RoleSwitchError,
-} from '../../src/index.js'
-import { createTestDatabase, STATE_SQL, type TestDatabase } from '../setup/fixtures.js'
+} from '../setup/pg-tenant.js'
+import { createTestDatabase, STATE_SQL, type State, type TestDatabase } from '../setup/fixtures.js'
 
 let t: TestDatabase
 beforeAll(async () => {

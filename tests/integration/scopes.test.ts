@@ -8,8 +8,8 @@ import {
   ScopeClosedError,
   TenantMismatchError,
   TenantRequiredError,
-} from '../../src/index.js'
-import { createTestDatabase, STATE_SQL, type TestDatabase } from '../setup/fixtures.js'
+} from '../setup/pg-tenant.js'
+import { createTestDatabase, STATE_SQL, type State, type TestDatabase } from '../setup/fixtures.js'
 
 let t: TestDatabase
 beforeAll(async () => {

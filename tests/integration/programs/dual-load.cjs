@@ -38,6 +38,18 @@ async function main() {
   out.cjsErrorIsEsmInstance = failure instanceof esm.TenantRequiredError
   out.cjsErrorIsEsmBase = failure instanceof esm.TenantPoolError
   out.cjsErrorCode = failure.code
+
+  // diagnostics_channel names are process-global: one subscriber hears both copies, and scope ids
+  // do not collide between them.
+  const diagnostics = require('node:diagnostics_channel')
+  const starts = []
+  const onStart = (message) => starts.push(message)
+  diagnostics.subscribe(esm.diagnosticsChannels.scopeStart, onStart)
+  await dbEsm.withTenant('org_dc_esm', () => dbEsm.query('select 1'))
+  await dbCjs.withTenant('org_dc_cjs', () => dbCjs.query('select 1'))
+  diagnostics.unsubscribe(esm.diagnosticsChannels.scopeStart, onStart)
+  out.channelHeardBothCopies = starts.map((m) => m.tenant).join(',')
+  out.scopeIdsDistinct = starts.length === 2 && starts[0].scopeId !== starts[1].scopeId
   await dbEsm.end()
   await dbCjs.end()
   console.log(JSON.stringify(out))
