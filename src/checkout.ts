@@ -13,36 +13,44 @@ import type { PgClientLike, PgPoolLike } from './driver.js'
 
 type ConnectCallback = (err: Error | undefined | null, client?: PgClientLike) => void
 
+/** Receives the checked-out client, or why there is none. */
+export type CheckedOut = (err: Error | undefined, client?: PgClientLike) => void
+
 /**
  * `pool.connect()`, with `onError` attached to the client before anything else can happen on it.
  * Uses the callback form when the pool calls back (pg.Pool); a look-alike that only returns a
- * promise is awaited as before.
+ * promise is awaited instead. `done` is called once, with the client or with the error.
  */
-export function checkout(pool: PgPoolLike, onError: (err: Error) => void): Promise<PgClientLike> {
-  return new Promise((resolve, reject) => {
-    let taken = false
-    const take: ConnectCallback = (err, client) => {
-      if (taken) return
-      taken = true
-      if (err || client === undefined) {
-        reject(err ?? new Error('pg-tenant: the pool handed out no client'))
-        return
-      }
-      client.on('error', onError)
-      resolve(client)
-    }
-    let returned: unknown
-    try {
-      returned = (pool.connect as (callback: ConnectCallback) => unknown)(take)
-    } catch (err) {
-      take(err as Error)
+export function checkoutWith(pool: PgPoolLike, onError: (err: Error) => void, done: CheckedOut): void {
+  let taken = false
+  const take: ConnectCallback = (err, client) => {
+    if (taken) return
+    taken = true
+    if (err || client === undefined) {
+      done(err ?? new Error('pg-tenant: the pool handed out no client'))
       return
     }
-    if (typeof (returned as PromiseLike<PgClientLike> | undefined)?.then === 'function') {
-      ;(returned as PromiseLike<PgClientLike>).then(
-        (client) => take(null, client),
-        (err: Error) => take(err),
-      )
-    }
+    client.on('error', onError)
+    done(undefined, client)
+  }
+  let returned: unknown
+  try {
+    returned = (pool.connect as (callback: ConnectCallback) => unknown)(take)
+  } catch (err) {
+    take(err as Error)
+    return
+  }
+  if (typeof (returned as PromiseLike<PgClientLike> | undefined)?.then === 'function') {
+    ;(returned as PromiseLike<PgClientLike>).then(
+      (client) => take(null, client),
+      (err: Error) => take(err),
+    )
+  }
+}
+
+/** {@link checkoutWith} as a promise. */
+export function checkout(pool: PgPoolLike, onError: (err: Error) => void): Promise<PgClientLike> {
+  return new Promise((resolve, reject) => {
+    checkoutWith(pool, onError, (err, client) => (err === undefined ? resolve(client!) : reject(err)))
   })
 }

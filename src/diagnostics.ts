@@ -269,6 +269,9 @@ export class PoolMonitor {
   }
 }
 
+/** Publishes a statement's outcome: its error, or its result. */
+export type QuerySettled = (failed: boolean, outcome: unknown) => void
+
 /** One scope's view of the monitor: its id, its client's pid, and the messages it publishes. */
 export class ScopeTrace {
   readonly scopeId: number
@@ -294,31 +297,40 @@ export class ScopeTrace {
 
   /** Passes `sent` through, publishing its outcome when someone listens. */
   query<R extends { rowCount?: number | null }>(text: string, sent: Promise<R>, wasSent: boolean): Promise<R> {
-    if (!channels.query.hasSubscribers) return sent
+    const settled = this.queryStarted(text, wasSent)
+    if (settled === undefined) return sent
+    return sent.then(
+      (result) => {
+        settled(false, result)
+        return result
+      },
+      (error: unknown) => {
+        settled(true, error)
+        throw error
+      },
+    )
+  }
+
+  /**
+   * A statement is being sent: returns what to call when it settles, or undefined when nobody
+   * listens (the hot path then allocates nothing).
+   */
+  queryStarted(text: string, wasSent: boolean): QuerySettled | undefined {
+    if (!channels.query.hasSubscribers) return undefined
     const started = performance.now()
-    const publish = (outcome: 'ok' | 'error', extra: { rowCount?: number | null; error?: unknown }) => {
+    return (failed, outcome) => {
       if (!channels.query.hasSubscribers) return
       const message: QueryMessage = {
         ...this.#base(),
         pid: this.pid,
         text,
         durationMs: performance.now() - started,
-        outcome,
+        outcome: failed ? 'error' : 'ok',
         sent: wasSent,
-        ...extra,
+        ...(failed ? { error: outcome } : { rowCount: (outcome as { rowCount?: number | null } | undefined)?.rowCount }),
       }
       channels.query.publish(message)
     }
-    return sent.then(
-      (result) => {
-        publish('ok', { rowCount: result?.rowCount })
-        return result
-      },
-      (error: unknown) => {
-        publish('error', { error })
-        throw error
-      },
-    )
   }
 
   /** Whether this scope's client is checked before release (the pool's sample rate). */

@@ -10,10 +10,13 @@
  * - every bind value is computed before anything is written (a throw mid-write would wedge the
  *   client), by recording what pg's own Query would write, then replaying it;
  * - nothing is written from `handleError`;
+ * - the transaction status of every ReadyForQuery is recorded on the connection by one listener,
+ *   prepended once per connection, so a query that completes reads the status it was answered
+ *   with (pg itself keeps it only in recent versions);
  * - pg drops the active query on ErrorResponse, so the ReadyForQuery that follows does not reach it:
- *   this class listens for that ReadyForQuery on the connection itself (prepended, so it runs
- *   before the client's handler starts the next query), learns the transaction status from it,
- *   and only then settles an error;
+ *   on a server error this class listens for that ReadyForQuery on the connection itself
+ *   (prepended, so it runs before the client's handler starts the next query), learns the
+ *   transaction status from it, and only then settles the error;
  * - results are told apart by counting CommandComplete messages.
  */
 import type { QueryConfigLike, QueryResultLike } from './driver.js'
@@ -40,6 +43,7 @@ interface ConnectionLike {
   stream: { cork?: () => void; uncork?: () => void }
   parsedStatements: Record<string, string>
   submittedNamedStatements?: Record<string, string>
+  prependListener(event: string, listener: (...args: any[]) => void): unknown
   prependOnceListener(event: string, listener: (...args: any[]) => void): unknown
   removeListener(event: string, listener: (...args: any[]) => void): unknown
 }
@@ -63,7 +67,7 @@ interface PgQueryLike {
 }
 
 /** The constructor of pg's Query, as `pg.Client.Query` exposes it. */
-export type QueryClass = new (config: object) => PgQueryLike
+export type QueryClass = new (config: object | string, values?: readonly unknown[]) => PgQueryLike
 
 /** pg's Query class for this client, or undefined when the client is not node-postgres' own. */
 export function queryClassOf(client: object): QueryClass | undefined {
@@ -82,17 +86,80 @@ export interface TenantQueryHooks {
   prefixRow?: (value: unknown) => void
   /** Every ReadyForQuery this query receives, before the client starts its next query. */
   status?: (status: TransactionStatus) => void
+  /** Called once when the query settles, before `done` does: the hot path needs no promise. */
+  settled?: (err: Error | null, result?: QueryResultLike) => void
 }
 
 type Call = [method: string, args: unknown[]]
+
+/**
+ * Stands in for pg's Connection while pg's own Query writes its statement: every call is recorded,
+ * bind values already mapped, to be replayed onto the real connection once nothing can throw.
+ */
+class Recorder {
+  readonly calls: Call[] = []
+  readonly stream = {}
+  readonly parsedStatements: Record<string, string>
+  readonly submittedNamedStatements: Record<string, string> | undefined
+  /** What the inner query reported while preparing (pg calls back instead of throwing). */
+  failure: unknown
+  readonly fail = (err: unknown): void => {
+    this.failure = err ?? new Error('pg-tenant: the query ended while it was being prepared')
+  }
+  // After a prefix, a simple-protocol query must become an extended one: one Sync in all.
+  readonly #extended: boolean
+
+  constructor(connection: ConnectionLike, extended: boolean) {
+    this.parsedStatements = connection.parsedStatements
+    this.submittedNamedStatements = connection.submittedNamedStatements
+    this.#extended = extended
+  }
+
+  parse(c: unknown): void {
+    this.calls.push(['parse', [c]])
+  }
+
+  bind(c: { values?: unknown[]; valueMapper?: (v: unknown, i: number) => unknown }): void {
+    const map = c.valueMapper
+    const values = map ? (c.values ?? []).map((v, i) => map(v, i)) : (c.values ?? [])
+    this.calls.push(['bind', [{ ...c, values, valueMapper: undefined }]])
+  }
+
+  describe(c: unknown): void {
+    this.calls.push(['describe', [c]])
+  }
+
+  execute(c: unknown): void {
+    this.calls.push(['execute', [c]])
+  }
+
+  sync(): void {
+    this.calls.push(['sync', []])
+  }
+
+  flush(): void {
+    this.calls.push(['flush', []])
+  }
+
+  close(c: unknown): void {
+    this.calls.push(['close', [c]])
+  }
+
+  query(text: string): void {
+    if (!this.#extended) {
+      this.calls.push(['query', [text]])
+      return
+    }
+    this.calls.push(['parse', [{ text }]], ['bind', [{}]], ['describe', [{ type: 'P' }]])
+    this.calls.push(['execute', [{}]], ['sync', []])
+  }
+}
 
 /**
  * A pg submittable: the tenant prefix and one statement of the caller (or none), one Sync.
  * Pass it to `client.query()` and await `done`.
  */
 export class TenantQuery {
-  /** Settles with the caller's result, or rejects with its error (after ReadyForQuery). */
-  readonly done: Promise<QueryResultLike>
   /** The status of the ReadyForQuery that answered this query; undefined if none came. */
   status: TransactionStatus | undefined
   /**
@@ -113,6 +180,11 @@ export class TenantQuery {
   #pendingError: unknown
   // The inner query marked its named statement as submitted (sent, ParseComplete pending).
   #markedSubmitted = false
+  // How the query settled, for a `done` asked for afterwards.
+  #outcome: { err: Error | null; result?: QueryResultLike } | undefined
+  #done: Promise<QueryResultLike> | undefined
+  #resolve: ((result: QueryResultLike) => void) | undefined
+  #reject: ((err: Error) => void) | undefined
   readonly #onReady = (msg: { status?: string }) => this.#ready(msg)
   readonly #onEnd = () => this.#ended()
 
@@ -130,23 +202,34 @@ export class TenantQuery {
     this.#userName = config?.name
     this.#userText = config?.text
     this.query_timeout = config?.query_timeout
-    let resolve!: (r: QueryResultLike) => void
-    let reject!: (e: unknown) => void
-    this.done = new Promise((res, rej) => {
-      resolve = res
-      reject = rej
-    })
     this.callback = (err, result) => {
       this.#settled = true
-      if (err) reject(err)
-      else resolve(result as QueryResultLike)
+      if (this.#outcome !== undefined) return
+      this.#outcome = { err: err ?? null, result: result as QueryResultLike }
+      this.#hooks.settled?.(err ?? null, result as QueryResultLike)
+      if (err) this.#reject?.(err)
+      else this.#resolve?.(result as QueryResultLike)
     }
     if (config !== undefined && QueryClass !== undefined) {
-      const inner = new QueryClass({ ...config })
+      // Text and values alone take pg's cheap form (no copy of a config object); pg copies a config.
+      const inner = isPlain(config) ? new QueryClass(config.text, config.values) : new QueryClass(config)
       // The inner query reports to us; we report to pg (through `callback`, which pg may wrap).
       inner.callback = (err, result) => this.#innerDone(err, result)
       this.#inner = inner
     }
+  }
+
+  /** Settles with the caller's result, or rejects with its error (after ReadyForQuery). */
+  get done(): Promise<QueryResultLike> {
+    this.#done ??= new Promise<QueryResultLike>((resolve, reject) => {
+      const outcome = this.#outcome
+      if (outcome === undefined) {
+        this.#resolve = resolve
+        this.#reject = reject
+      } else if (outcome.err !== null) reject(outcome.err)
+      else resolve(outcome.result!)
+    })
+    return this.#done
   }
 
   /** Whether anything was written to the connection (false when refused or failed to prepare). */
@@ -183,8 +266,7 @@ export class TenantQuery {
     if (refused) return refused
     const recorded = this.#record(connection)
     if (recorded instanceof Error) return recorded
-    connection.prependOnceListener('readyForQuery', this.#onReady)
-    connection.prependOnceListener('end', this.#onEnd)
+    trackStatus(connection)
     this.#connection = connection
     connection.stream.cork?.()
     try {
@@ -214,54 +296,28 @@ export class TenantQuery {
   #record(connection: ConnectionLike): Call[] | Error {
     const inner = this.#inner
     if (inner === undefined) return []
-    const calls: Call[] = []
     const submitted = connection.submittedNamedStatements
     const name = this.#userName
     const hadSubmitted = name !== undefined && submitted !== undefined && name in submitted
-    let failure: unknown
-    const recorder = {
-      parsedStatements: connection.parsedStatements,
-      submittedNamedStatements: submitted,
-      stream: {},
-      parse: (c: unknown) => calls.push(['parse', [c]]),
-      bind: (c: { values?: unknown[]; valueMapper?: (v: unknown, i: number) => unknown }) => {
-        const map = c.valueMapper
-        const values = (c.values ?? []).map((v, i) => (map ? map(v, i) : v))
-        calls.push(['bind', [{ ...c, values, valueMapper: undefined }]])
-      },
-      describe: (c: unknown) => calls.push(['describe', [c]]),
-      execute: (c: unknown) => calls.push(['execute', [c]]),
-      sync: () => calls.push(['sync', []]),
-      flush: () => calls.push(['flush', []]),
-      close: (c: unknown) => calls.push(['close', [c]]),
-      query: (text: string) => {
-        if (this.#prefix.length === 0) calls.push(['query', [text]])
-        else {
-          calls.push(['parse', [{ text }]], ['bind', [{}]], ['describe', [{ type: 'P' }]])
-          calls.push(['execute', [{}]], ['sync', []])
-        }
-      },
-    }
+    const recorder = new Recorder(connection, this.#prefix.length > 0)
     const callback = inner.callback
-    inner.callback = (err) => {
-      failure = err ?? new Error('pg-tenant: the query ended while it was being prepared')
-    }
+    inner.callback = recorder.fail
     let returned: Error | null | undefined
     try {
       returned = inner.submit(recorder)
     } catch (err) {
-      failure = err
+      recorder.failure = err
     } finally {
       inner.callback = callback
     }
-    const error = returned ?? failure
+    const error = returned ?? recorder.failure
     if (error !== undefined && error !== null) {
       // Nothing was written: forget a statement name the inner query marked as submitted.
       if (name !== undefined && submitted !== undefined && !hadSubmitted) delete submitted[name]
       return error instanceof Error ? error : new Error(String(error))
     }
     this.#markedSubmitted = name !== undefined && submitted !== undefined && !hadSubmitted && name in submitted
-    return calls
+    return recorder.calls
   }
 
   handleRowDescription(msg: unknown): void {
@@ -321,10 +377,15 @@ export class TenantQuery {
       this.#finish(error) // refused before writing, a dead socket, or a timeout: no ReadyForQuery
       return
     }
+    // The ReadyForQuery that follows will not reach this query: listen for it (or for the socket's
+    // end) on the connection, ahead of the client, which would start its next query on it.
     this.#pendingError = error
+    this.#connection.prependOnceListener('readyForQuery', this.#onReady)
+    this.#connection.prependOnceListener('end', this.#onEnd)
   }
 
   handleReadyForQuery(connection: unknown): void {
+    this.#statusIs((connection as { [STATUS]?: string })[STATUS])
     if (this.#inner !== undefined) this.#inner.handleReadyForQuery(connection)
     else this.#finish(null, emptyResult())
   }
@@ -334,13 +395,16 @@ export class TenantQuery {
   }
 
   #ready(msg: { status?: string }): void {
-    const status = msg?.status
+    this.#statusIs(msg?.status)
+    this.#detach()
+    if (this.#pendingError !== undefined) this.#finish(this.#pendingError)
+  }
+
+  #statusIs(status: string | undefined): void {
     if (status === 'I' || status === 'T' || status === 'E') {
       this.status = status
       this.#hooks.status?.(status)
     }
-    this.#detach()
-    if (this.#pendingError !== undefined) this.#finish(this.#pendingError)
   }
 
   #ended(): void {
@@ -350,6 +414,7 @@ export class TenantQuery {
   }
 
   #detach(): void {
+    if (this.#pendingError === undefined) return // nothing was attached
     this.#connection?.removeListener('readyForQuery', this.#onReady)
     this.#connection?.removeListener('end', this.#onEnd)
   }
@@ -360,6 +425,29 @@ export class TenantQuery {
     if (err !== null && err !== undefined) this.#detach()
     this.callback(err === null || err === undefined ? null : (err as Error), result)
   }
+}
+
+// The status of the last ReadyForQuery, on the connection. A registered symbol, so that two copies
+// of pg-tenant (ESM and CJS builds) share one listener per connection.
+const STATUS = Symbol.for('pg-tenant.transaction-status.v1')
+
+/**
+ * Records the status of every ReadyForQuery on the connection, ahead of the client's own handler
+ * (which hands the status's query its ReadyForQuery). Installed once per connection.
+ */
+function trackStatus(connection: ConnectionLike): void {
+  const tracked = connection as ConnectionLike & { [STATUS]?: string | null }
+  if (STATUS in tracked) return
+  tracked[STATUS] = null
+  connection.prependListener('readyForQuery', (msg: { status?: string } | undefined) => {
+    tracked[STATUS] = msg?.status ?? null
+  })
+}
+
+/** A config that holds nothing but `text` and `values`. */
+function isPlain(config: QueryConfigLike): boolean {
+  for (const key in config) if (key !== 'text' && key !== 'values') return false
+  return true
 }
 
 /** An ErrorResponse from the server (pg's DatabaseError), after which ReadyForQuery follows. */

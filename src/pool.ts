@@ -22,6 +22,7 @@ import {
   type ScopeMode,
   type Submittable,
 } from './scope.js'
+import { hasSeveralStatements } from './statements.js'
 import {
   DEFAULT_MAX_VALUE_LENGTH,
   resolveTenant,
@@ -225,8 +226,10 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
       return isSubmittable(config) ? bound.scope.submit(config) : bound.scope.query(config)
     }
     const scope = new Scope(this.#pool, bound.kind === 'identity' ? bound.tenant : NO_TENANT, 'single', this.#state)
-    if (!isSubmittable(config)) return settle(scope, () => scope.query(config))
-    return submitAlone(scope, config)
+    if (isSubmittable(config)) return submitAlone(scope, config)
+    // Several statements in one text cannot share the tenant's trip: they run in a transaction.
+    if (hasSeveralStatements(config.text)) return settle(scope, () => scope.query(config))
+    return scope.runAlone(config)
   }
 
   /**

@@ -11,7 +11,7 @@
  * with `release(true)`.
  */
 import { releaseVerdict, type ReleaseVerdict } from './canary.js'
-import { checkout } from './checkout.js'
+import { checkoutWith } from './checkout.js'
 import { ScopeTrace, uncleanVerdict, type PoolMonitor } from './diagnostics.js'
 import type { PgClientLike, PgPoolLike, QueryConfigLike, QueryResultLike } from './driver.js'
 import {
@@ -26,6 +26,7 @@ import {
   TenantQuery,
   type PrefixStatement,
   type QueryClass,
+  type TenantQueryHooks,
   type TransactionStatus,
 } from './pipeline.js'
 import { hasSeveralStatements } from './statements.js'
@@ -119,6 +120,50 @@ export class Scope {
   }
 
   /**
+   * The whole life of a `'single'` scope whose statement can share the tenant's trip: check a
+   * client out, send the tenant's `set_config` and the statement with one Sync, give the client
+   * back (or destroy it) by the same rules as {@link Scope.close}, then settle. Callbacks rather
+   * than awaits, because this is the hot path of `runWithTenant` + `db.query`.
+   */
+  runAlone(config: QueryConfigLike): Promise<QueryResultLike> {
+    const published = this.#trace.queryStarted(config.text, true)
+    return new Promise<QueryResultLike>((resolve, reject) => {
+      // The statement's outcome is published before its client's release, as in other scopes.
+      const answered = (err: unknown, result?: QueryResultLike) => published?.(err !== undefined, err ?? result)
+      const ended = (err: unknown, result?: QueryResultLike) => {
+        this.#closed = true
+        this.#trace.ended(err !== undefined, err)
+        if (err !== undefined) reject(err)
+        else resolve(result!)
+      }
+      checkoutWith(this.#pool, this.#onError, (checkoutError, client) => {
+        const unsupported = checkoutError ?? this.#adopt(client!)
+        if (unsupported !== undefined) {
+          answered(unsupported)
+          return ended(unsupported)
+        }
+        try {
+          const query = this.#tenantQuery(config, this.#takePrefix(true), (err, result) => {
+            this.#saw(query, err)
+            const error = err ?? undefined
+            answered(error, result)
+            const back = this.#giveBack(client!, true)
+            if (back === undefined) ended(error, result)
+            else void back.then(() => ended(error, result))
+          })
+          client!.query(query)
+        } catch (err) {
+          // A bug of ours, not the server's: the client's state is unknown, so it is destroyed.
+          this.#broken = true
+          this.#giveBack(client!, false)
+          answered(err)
+          ended(err)
+        }
+      })
+    })
+  }
+
+  /**
    * Sends a pg submittable (pg-cursor, pg-query-stream) through this scope. It cannot share a
    * round trip, so the tenant goes first in a statement of its own, inside a transaction.
    * `finished` resolves when pg is done with it.
@@ -194,11 +239,13 @@ export class Scope {
     this.#answer(head).catch(() => undefined)
   }
 
-  #tenantQuery(config: QueryConfigLike, prefix: PrefixStatement[]): TenantQuery {
-    return new TenantQuery(this.#queryClass, config, prefix, this.#hooks(prefix.length === 0))
+  #tenantQuery(config: QueryConfigLike, prefix: PrefixStatement[], settled?: TenantQueryHooks['settled']): TenantQuery {
+    const hooks: TenantQueryHooks = this.#hooks(prefix.length === 0)
+    if (settled !== undefined) hooks.settled = settled
+    return new TenantQuery(this.#queryClass, config, prefix, hooks)
   }
 
-  #hooks(guarded: boolean) {
+  #hooks(guarded: boolean): TenantQueryHooks {
     return {
       guard: guarded ? () => this.#guard() : undefined,
       prefixFailed: (err: unknown) => this.#applyFailed(err),
@@ -235,30 +282,49 @@ export class Scope {
   async #answer(query: TenantQuery): Promise<QueryResultLike> {
     try {
       return await query.done
+    } catch (err) {
+      this.#saw(query, err)
+      throw err
     } finally {
-      if (query.wrote && query.status === undefined) this.#unanswered = true
+      this.#saw(query, null)
     }
+  }
+
+  /** What a settled statement tells about the connection. */
+  #saw(query: TenantQuery, err: unknown): void {
+    if (query.wrote && query.status === undefined) this.#unanswered = true
+    // FATAL: the server ends the session. Known now, before the socket's 'error' event comes.
+    const severity = (err as { severity?: unknown } | null)?.severity
+    if (severity === 'FATAL' || severity === 'PANIC') this.#broken = true
   }
 
   #acquire(): Promise<PgClientLike> {
     return (this.#client ??= this.#connect())
   }
 
-  async #connect(): Promise<PgClientLike> {
-    // The 'error' listener is attached where the pool hands the client over (see checkout.ts).
-    const client = await checkout(this.#pool, this.#onError)
+  #connect(): Promise<PgClientLike> {
+    // The 'error' listener is attached where the pool hands the client over (see checkout.ts): a
+    // checked-out client that loses its socket emits 'error'; unhandled, that would crash the
+    // process. Seeing one means the client can never be confirmed clean.
+    return new Promise((resolve, reject) => {
+      checkoutWith(this.#pool, this.#onError, (err, client) => {
+        const unsupported = err ?? this.#adopt(client!)
+        if (unsupported === undefined) resolve(client!)
+        else reject(unsupported)
+      })
+    })
+  }
+
+  /** Takes a checked-out client on: an error (the client released) when pg-tenant cannot drive it. */
+  #adopt(client: PgClientLike): Error | undefined {
     this.#trace.pid = client.processID ?? undefined
     this.#queryClass = queryClassOf(client)
-    if (this.#queryClass === undefined) {
-      client.removeListener('error', this.#onError)
-      client.release()
-      throw new InvalidOptionsError(
-        "pg-tenant needs node-postgres' JavaScript client (pg 8.x, not pg-native or pipeline mode)",
-      )
-    }
-    // A checked-out client that loses its socket emits 'error'; unhandled, that would crash the
-    // process. Seeing one means the client can never be confirmed clean.
-    return client
+    if (this.#queryClass !== undefined) return undefined
+    client.removeListener('error', this.#onError)
+    client.release()
+    return new InvalidOptionsError(
+      "pg-tenant needs node-postgres' JavaScript client (pg 8.x, not pg-native or pipeline mode)",
+    )
   }
 
   /**
@@ -334,17 +400,32 @@ export class Scope {
     const { error, confirmed } = known
       ? await this.#end(client, failed)
       : { error: this.#inTransaction && !this.#transactionEnded ? lostError() : undefined, confirmed: false }
+    await this.#giveBack(client, confirmed)
+    if (error !== undefined && !failed) throw error
+  }
+
+  /**
+   * Gives the client back to the pool if it is confirmed clean, or destroys it. Clean means: the
+   * statements that restore a clean state succeeded (`confirmed`), no socket error was seen, no
+   * statement went unanswered, and the last ReadyForQuery said idle. A client checked by the release
+   * canary goes back only if the server agrees. Returns a promise only when the canary runs.
+   */
+  #giveBack(client: PgClientLike, confirmed: boolean): Promise<void> | undefined {
     const clean = confirmed && !this.#broken && !this.#unanswered && this.#status === 'I'
-    const checked = clean && this.#trace.shouldVerify()
-    const verdict: ReleaseVerdict = checked
-      ? await this.#verify(client)
-      : clean
-        ? { release: true, verified: false }
-        : uncleanVerdict({ broken: this.#broken, unanswered: this.#unanswered, idle: this.#status === 'I' })
+    if (clean && this.#trace.shouldVerify()) {
+      return this.#verify(client).then((verdict) => this.#hand(client, verdict, true))
+    }
+    const verdict: ReleaseVerdict = clean
+      ? { release: true, verified: false }
+      : uncleanVerdict({ broken: this.#broken, unanswered: this.#unanswered, idle: this.#status === 'I' })
+    this.#hand(client, verdict, false)
+    return undefined
+  }
+
+  #hand(client: PgClientLike, verdict: ReleaseVerdict, checked: boolean): void {
     client.removeListener('error', this.#onError)
     this.#trace.returned(verdict, checked)
     client.release(verdict.release ? undefined : true)
-    if (error !== undefined && !failed) throw error
   }
 
   /**

@@ -8,6 +8,7 @@
  * which only costs round trips, never correctness.
  */
 export function hasSeveralStatements(text: string): boolean {
+  if (!text.includes(';')) return false // the common case, answered without lexing
   let i = 0
   const n = text.length
   let sawSemicolon = false

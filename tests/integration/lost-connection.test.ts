@@ -75,7 +75,11 @@ async function startTerminatingProxy(target: URL): Promise<{ url: string; close(
     const upstream = net.connect(Number(target.port), target.hostname)
     client.on('error', () => undefined)
     upstream.on('error', () => undefined)
-    client.pipe(upstream)
+    // Not pipe(): once upstream is destroyed, a piped client socket would stop reading, never see
+    // the FIN, and keep the proxy from closing. What the client sends after that is dropped.
+    client.on('data', (chunk: Buffer) => {
+      if (!upstream.destroyed) upstream.write(chunk)
+    })
     let ready = false
     upstream.on('data', (chunk: Buffer) => {
       if (ready) return
