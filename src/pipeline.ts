@@ -20,15 +20,26 @@
  * - results are told apart by counting CommandComplete messages.
  */
 import type { QueryConfigLike, QueryResultLike } from './driver.js'
+import { bindAndExecute } from './wire.js'
 
 /** The transaction status a ReadyForQuery carries. */
 export type TransactionStatus = 'I' | 'T' | 'E'
 
-/** A statement of the prefix: parsed unnamed, bound with text values, executed, no Describe. */
+/**
+ * A statement of the prefix: bound with text values, executed, no Describe. Parsed unnamed, or,
+ * with `name`, prepared once per connection under that name and only bound afterwards.
+ */
 export interface PrefixStatement {
   readonly text: string
   readonly values: readonly string[]
+  /** A name derived from the text ({@link preparedName}): the same name always means the same text. */
+  readonly name?: string | undefined
 }
+
+// SQLSTATEs of a prepared prefix the server does not have (26000: "prepared statement does not
+// exist", after DISCARD ALL or behind a transaction pooler that switched server connections) or
+// already has (42P05: another client prepared it on a pooled server connection).
+const PREPARED_REFUSED = new Set(['26000', '42P05'])
 
 /** What pg's Connection offers a submittable; structural, so no import of pg. */
 interface ConnectionLike {
@@ -40,7 +51,7 @@ interface ConnectionLike {
   flush(): void
   close(config: { type: string; name?: string }): void
   query(text: string): void
-  stream: { cork?: () => void; uncork?: () => void }
+  stream: { cork?: () => void; uncork?: () => void; write?: (chunk: Uint8Array) => boolean; writable?: boolean }
   parsedStatements: Record<string, string>
   submittedNamedStatements?: Record<string, string>
   prependListener(event: string, listener: (...args: any[]) => void): unknown
@@ -180,6 +191,11 @@ export class TenantQuery {
   #pendingError: unknown
   // The inner query marked its named statement as submitted (sent, ParseComplete pending).
   #markedSubmitted = false
+  /**
+   * True when a prepared prefix statement was refused by the server (it did not have it, or
+   * already had it): nothing of this query ran, and it may be sent again with an unnamed prefix.
+   */
+  preparedRefused = false
   // How the query settled, for a `done` asked for afterwards.
   #outcome: { err: Error | null; result?: QueryResultLike } | undefined
   #done: Promise<QueryResultLike> | undefined
@@ -271,8 +287,25 @@ export class TenantQuery {
     connection.stream.cork?.()
     try {
       for (const statement of this.#prefix) {
-        connection.parse({ text: statement.text })
-        connection.bind({ values: statement.values })
+        const name = statement.name
+        if (name === undefined) {
+          connection.parse({ text: statement.text })
+          connection.bind({ values: statement.values })
+        } else {
+          const prepared = preparedOn(connection)
+          if (!prepared.has(name)) {
+            connection.parse({ text: statement.text, name })
+            prepared.add(name)
+          }
+          // Bind and Execute as one buffer encoded once for this tenant (pg's own _send does the
+          // same stream.write, after the same writable check).
+          const stream = connection.stream
+          if (typeof stream.write === 'function') {
+            if (stream.writable !== false) stream.write(bindAndExecute(statement, name, statement.values))
+            continue
+          }
+          connection.bind({ statement: name, values: statement.values })
+        }
         connection.execute({})
       }
       if (recorded.length === 0) {
@@ -360,7 +393,15 @@ export class TenantQuery {
     if (this.#settled || this.#pendingError !== undefined) return
     let error = err
     if (this.#completes < this.#prefix.length && this.#connection !== undefined) {
-      error = this.#hooks.prefixFailed?.(err) ?? err
+      const statement = this.#prefix[this.#completes]
+      const code = (err as { code?: unknown } | null)?.code
+      if (statement?.name !== undefined && typeof code === 'string' && PREPARED_REFUSED.has(code)) {
+        // Our own optimisation failed, not the tenant: the server skipped everything up to Sync.
+        preparedOn(this.#connection).delete(statement.name)
+        this.preparedRefused = true
+      } else {
+        error = this.#hooks.prefixFailed?.(err) ?? err
+      }
       // The server skipped our Parse of a named statement: pg, which sees no name yet, would
       // otherwise believe it submitted and never send its Parse again.
       const submitted = this.#connection.submittedNamedStatements
@@ -425,6 +466,38 @@ export class TenantQuery {
     if (err !== null && err !== undefined) this.#detach()
     this.callback(err === null || err === undefined ? null : (err as Error), result)
   }
+}
+
+// The prefix statements prepared on a connection, by name; shared by every copy of pg-tenant.
+const PREPARED = Symbol.for('pg-tenant.prepared-statements.v1')
+
+function preparedOn(connection: ConnectionLike): Set<string> {
+  const holder = connection as ConnectionLike & { [PREPARED]?: Set<string> }
+  return (holder[PREPARED] ??= new Set())
+}
+
+const names = new Map<string, string>()
+
+/**
+ * The name a prefix statement is prepared under: `pg_tenant_` and a hash of its text, so that two
+ * pools, two copies of the library or two versions of it that share a pooled server connection
+ * mean the same statement by the same name.
+ */
+export function preparedName(text: string): string {
+  let name = names.get(text)
+  if (name === undefined) {
+    // FNV-1a, 32 bits, twice with different offsets: 64 bits of name for a handful of texts.
+    let a = 0x811c9dc5
+    let b = 0x01000193 ^ 0x5bd1e995
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i)
+      a = Math.imul(a ^ c, 0x01000193) >>> 0
+      b = Math.imul(b ^ c, 0x01000193) >>> 0
+    }
+    name = `pg_tenant_${a.toString(16).padStart(8, '0')}${b.toString(16).padStart(8, '0')}`
+    if (names.size < 1024) names.set(text, name)
+  }
+  return name
 }
 
 // The status of the last ReadyForQuery, on the connection. A registered symbol, so that two copies

@@ -27,6 +27,7 @@ import {
   DEFAULT_MAX_VALUE_LENGTH,
   resolveTenant,
   validateSettingName,
+  type ResolvedTenant,
   type RoleMatcher,
   type Tenant,
   type TenantRules,
@@ -74,6 +75,20 @@ export interface TenantPoolOptions {
    * ```
    */
   verifyRelease?: boolean | number
+  /**
+   * Prepare the statement that applies the tenant to a lone query (`runWithTenant` + `db.query`)
+   * once per connection, under a name derived from its text, instead of parsing it every time:
+   * the server then only binds and runs it. Default `true`. If the server ever refuses it (a
+   * transaction pooler without prepared-statement support moved the connection, or `DISCARD ALL`
+   * dropped it), nothing of that query ran: it is sent again unnamed, and this pool stops preparing.
+   * `false` never prepares (one fewer named statement per connection, for poolers that log them).
+   *
+   * @example
+   * ```ts
+   * const db = createTenantPool(pool, { prepareTenantStatement: false })
+   * ```
+   */
+  prepareTenantStatement?: boolean
 }
 
 /** The callback of a scope: sync or async. */
@@ -93,6 +108,7 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
   readonly #rules: TenantRules
   readonly #mode: ScopeMode
   readonly #state: PoolState = {}
+  readonly #resolved = new Map<string, ResolvedTenant>()
   #facade: P | undefined
 
   /** Prefer {@link createTenantPool}; the options are validated here, before any query. */
@@ -113,6 +129,9 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
     }
     const rate = verifyRate(options.verifyRelease)
     if (typeof rate === 'string') throw new InvalidOptionsError(rate)
+    const prepare = options.prepareTenantStatement ?? true
+    if (typeof prepare !== 'boolean') throw new InvalidOptionsError('prepareTenantStatement must be a boolean')
+    if (!prepare) this.#state.preparePrefix = false
     this.#pool = pool
     this.#mode = scope
     this.#rules = {
@@ -140,7 +159,7 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
    * ```
    */
   async withTenant<T>(tenant: Tenant, fn: ScopeCallback<T>): Promise<T> {
-    const resolved = resolveTenant(tenant, this.#rules)
+    const resolved = this.#resolve(tenant)
     const bound = currentBinding(this)
     if (bound?.kind === 'scope') {
       if (bound.scope.closed) throw new ScopeClosedError()
@@ -166,7 +185,7 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
    * ```
    */
   runWithTenant<T>(tenant: Tenant, fn: () => T): T {
-    const resolved = resolveTenant(tenant, this.#rules)
+    const resolved = this.#resolve(tenant)
     const bound = currentBinding(this)
     if (bound?.kind === 'scope') {
       if (bound.scope.closed) throw new ScopeClosedError()
@@ -353,12 +372,30 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
     return this.#state.monitor!.stats()
   }
 
+  /**
+   * Validates a tenant. Tenant ids (strings) are resolved once and remembered, up to a bound: the
+   * result is immutable, and the same id always resolves the same way under this pool's rules.
+   */
+  #resolve(tenant: Tenant): ResolvedTenant {
+    if (typeof tenant !== 'string') return resolveTenant(tenant, this.#rules)
+    let resolved = this.#resolved.get(tenant)
+    if (resolved === undefined) {
+      resolved = resolveTenant(tenant, this.#rules)
+      if (this.#resolved.size >= RESOLVED_CACHE_SIZE) this.#resolved.clear()
+      this.#resolved.set(tenant, resolved)
+    }
+    return resolved
+  }
+
   #inScope<T>(scope: Scope, fn: ScopeCallback<T>): Promise<T> {
     const binding: Binding = { kind: 'scope', tenant: scope.tenant, scope, depth: 0 }
     // Awaited inside the binding, so a lazy thenable (a Drizzle query) starts as this tenant.
     return settle(scope, () => runBound(this, binding, async () => await fn()))
   }
 }
+
+// Tenant ids remembered by #resolve: enough for a busy server's working set, small in memory.
+const RESOLVED_CACHE_SIZE = 10_000
 
 /** Queues a submittable in a scope of its own, closed when pg is done with it. */
 async function submitAlone<S extends Submittable>(scope: Scope, submittable: S): Promise<S> {

@@ -24,6 +24,7 @@ import {
 import {
   queryClassOf,
   TenantQuery,
+  preparedName,
   type PrefixStatement,
   type QueryClass,
   type TenantQueryHooks,
@@ -67,6 +68,12 @@ export interface PoolState {
   sessionPoolingError?: SessionPoolingError
   /** Counters, diagnostics channels and the release canary (`verifyRelease`). */
   monitor?: PoolMonitor
+  /**
+   * Whether a lone query's tenant statement is prepared once per connection (named) rather than
+   * parsed every time. Turned off for good the first time the server refuses the prepared
+   * statement (a transaction pooler that switched server connections, DISCARD ALL).
+   */
+  preparePrefix?: boolean
 }
 
 export class Scope {
@@ -136,6 +143,24 @@ export class Scope {
         if (err !== undefined) reject(err)
         else resolve(result!)
       }
+      const send = (client: PgClientLike) => {
+        const query = this.#tenantQuery(config, this.#takePrefix(true, true), (err, result) => {
+          this.#saw(query, err)
+          if (query.preparedRefused && !this.#broken && !this.#unanswered && this.#status === 'I') {
+            // The server refused the prepared tenant statement and skipped everything after it:
+            // nothing ran. Send the same again, parsed unnamed, and stop preparing on this pool.
+            this.#shared.preparePrefix = false
+            this.#prefixSent = false
+            return send(client)
+          }
+          const error = err ?? undefined
+          answered(error, result)
+          const back = this.#giveBack(client, true)
+          if (back === undefined) ended(error, result)
+          else void back.then(() => ended(error, result))
+        })
+        client.query(query)
+      }
       checkoutWith(this.#pool, this.#onError, (checkoutError, client) => {
         const unsupported = checkoutError ?? this.#adopt(client!)
         if (unsupported !== undefined) {
@@ -143,15 +168,7 @@ export class Scope {
           return ended(unsupported)
         }
         try {
-          const query = this.#tenantQuery(config, this.#takePrefix(true), (err, result) => {
-            this.#saw(query, err)
-            const error = err ?? undefined
-            answered(error, result)
-            const back = this.#giveBack(client!, true)
-            if (back === undefined) ended(error, result)
-            else void back.then(() => ended(error, result))
-          })
-          client!.query(query)
+          send(client!)
         } catch (err) {
           // A bug of ours, not the server's: the client's state is unknown, so it is destroyed.
           this.#broken = true
@@ -217,7 +234,7 @@ export class Scope {
   }
 
   /** The prefix the next statement must carry, or none once it has been sent. */
-  #takePrefix(pipelinable: boolean): PrefixStatement[] {
+  #takePrefix(pipelinable: boolean, prepare = false): PrefixStatement[] {
     if (this.#prefixSent) return []
     this.#prefixSent = true
     const hasTenant = this.tenant.settings.length > 0 || this.tenant.role !== undefined
@@ -226,7 +243,12 @@ export class Scope {
     const session = this.kind === 'session'
     // The session apply also reports its backend, compared with the one that answers the RESET.
     const apply = hasTenant ? [applyStatement(this.tenant, !session, session)] : []
-    if (this.kind === 'session' || (this.kind === 'single' && pipelinable)) return apply
+    if (this.kind === 'session') return apply
+    if (this.kind === 'single' && pipelinable) {
+      // A lone query can be sent again if the server refuses the prepared statement (runAlone).
+      if (!prepare || this.#shared.preparePrefix === false) return apply
+      return apply.map(prepared)
+    }
     this.#inTransaction = true
     return [BEGIN, ...apply]
   }
@@ -515,6 +537,18 @@ export class Scope {
       return { error }
     }
   }
+}
+
+const preparedStatements = new WeakMap<PrefixStatement, PrefixStatement>()
+
+/** The statement, to be prepared under its name (remembered: statements are reused per tenant). */
+function prepared(statement: PrefixStatement): PrefixStatement {
+  let named = preparedStatements.get(statement)
+  if (named === undefined) {
+    named = { ...statement, name: preparedName(statement.text) }
+    preparedStatements.set(statement, named)
+  }
+  return named
 }
 
 function endedError(): ScopeClosedError {

@@ -176,6 +176,17 @@ export interface Statement {
  * With `local`, everything ends with the surrounding transaction.
  */
 export function applyStatement(tenant: ResolvedTenant, local: boolean, withPid = false): Statement {
+  // Remembered per tenant (tenants are immutable and, for ids, reused by the pool): the hot path
+  // of a lone query builds no SQL text.
+  let memo = applied.get(tenant)
+  if (memo === undefined) applied.set(tenant, (memo = []))
+  const slot = (local ? 1 : 0) + (withPid ? 2 : 0)
+  return (memo[slot] ??= buildApply(tenant, local, withPid))
+}
+
+const applied = new WeakMap<ResolvedTenant, Array<Statement | undefined>>()
+
+function buildApply(tenant: ResolvedTenant, local: boolean, withPid: boolean): Statement {
   const calls: string[] = []
   const values: string[] = []
   for (const [name, value] of tenant.settings) {

@@ -53,7 +53,13 @@ describe('scope transaction (default)', () => {
     const d = db()
     expect(await trips(() => d.runWithTenant('org_1', () => d.query('select * from events')))).toBe(1)
     expect(await trips(() => d.runWithTenant('org_1', () => d.query('select $1::int', [1])))).toBe(1)
-    expect(proxy.messages).toEqual(['P', 'B', 'E', 'P', 'B', 'D', 'E', 'S'])
+    // The tenant's statement is prepared on the connection by the warm-up, then only bound. Behind
+    // a transaction pooler it may have been refused once (another server connection), after
+    // which this pool parses it unnamed: still one trip.
+    const prepared = ['B', 'E', 'P', 'B', 'D', 'E', 'S']
+    const unnamed = ['P', 'B', 'E', 'P', 'B', 'D', 'E', 'S']
+    if (target === 'direct') expect(proxy.messages).toEqual(prepared)
+    else expect([prepared, unnamed]).toContainEqual(proxy.messages)
   })
 
   it('runWithTenant with a role costs 1', async () => {
