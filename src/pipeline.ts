@@ -34,6 +34,8 @@ export interface PrefixStatement {
   readonly values: readonly string[]
   /** A name derived from the text ({@link preparedName}): the same name always means the same text. */
   readonly name?: string | undefined
+  /** Bind + Execute of the named statement, encoded on first use (the statement is immutable). */
+  wire?: Uint8Array
 }
 
 // SQLSTATEs of a prepared prefix the server does not have (26000: "prepared statement does not
@@ -178,8 +180,10 @@ export class TenantQuery {
    * so a timeout pg raised first is not overridden.
    */
   callback: (err: Error | null, result?: unknown) => void
-  readonly #prefix: readonly PrefixStatement[]
+  readonly #prefix: PrefixStatement[]
   readonly #inner: PgQueryLike | undefined
+  // pg's Query may write onto the connection itself, without a recorder (see #writeDirect).
+  #direct = false
   readonly #userName: string | undefined
   readonly #userText: string | undefined
   /** Read by pg's `client.query` to arm its read timeout around this submittable. */
@@ -207,7 +211,7 @@ export class TenantQuery {
   constructor(
     QueryClass: QueryClass | undefined,
     config: QueryConfigLike | undefined,
-    prefix: readonly PrefixStatement[],
+    prefix: PrefixStatement[],
     hooks: TenantQueryHooks = {},
   ) {
     if (config !== undefined && QueryClass === undefined) {
@@ -228,7 +232,9 @@ export class TenantQuery {
     }
     if (config !== undefined && QueryClass !== undefined) {
       // Text and values alone take pg's cheap form (no copy of a config object); pg copies a config.
-      const inner = isPlain(config) ? new QueryClass(config.text, config.values) : new QueryClass(config)
+      const plain = isPlain(config)
+      const inner = plain ? new QueryClass(config.text, config.values) : new QueryClass(config)
+      this.#direct = plain && prefix.length > 0 && canWriteDirectly(config.values)
       // The inner query reports to us; we report to pg (through `callback`, which pg may wrap).
       inner.callback = (err, result) => this.#innerDone(err, result)
       this.#inner = inner
@@ -280,7 +286,7 @@ export class TenantQuery {
   submit(connection: ConnectionLike): Error | null {
     const refused = this.#hooks.guard?.()
     if (refused) return refused
-    const recorded = this.#record(connection)
+    const recorded = this.#direct ? DIRECT : this.#record(connection)
     if (recorded instanceof Error) return recorded
     trackStatus(connection)
     this.#connection = connection
@@ -301,14 +307,17 @@ export class TenantQuery {
           // same stream.write, after the same writable check).
           const stream = connection.stream
           if (typeof stream.write === 'function') {
-            if (stream.writable !== false) stream.write(bindAndExecute(statement, name, statement.values))
+            statement.wire ??= bindAndExecute(name, statement.values)
+            if (stream.writable !== false) stream.write(statement.wire)
             continue
           }
           connection.bind({ statement: name, values: statement.values })
         }
         connection.execute({})
       }
-      if (recorded.length === 0) {
+      if (recorded === DIRECT) {
+        this.#writeDirect(connection)
+      } else if (recorded.length === 0) {
         connection.sync()
       } else {
         for (const [method, args] of recorded) {
@@ -319,6 +328,33 @@ export class TenantQuery {
       connection.stream.uncork?.()
     }
     return null
+  }
+
+  /**
+   * Lets pg's Query write its statement straight onto the connection, after the prefix. Only for
+   * text and primitive values (see `canWriteDirectly`), where pg's submit cannot fail; if it did
+   * anyway, the prefix is on the wire without its Sync, so the socket is destroyed: the client
+   * then fails as broken and is never reused.
+   */
+  #writeDirect(connection: ConnectionLike): void {
+    const inner = this.#inner!
+    let failure: unknown
+    const callback = inner.callback
+    inner.callback = (err) => {
+      failure = err ?? new Error('pg-tenant: the query ended while it was being written')
+    }
+    let returned: Error | null | undefined
+    try {
+      returned = inner.submit(connection)
+    } catch (err) {
+      failure = err
+    } finally {
+      inner.callback = callback
+    }
+    const error = returned ?? failure
+    if (error === undefined || error === null) return
+    ;(connection.stream as { destroy?: (err?: Error) => void }).destroy?.()
+    this.#finish(error instanceof Error ? error : new Error(String(error)))
   }
 
   /**
@@ -515,6 +551,22 @@ function trackStatus(connection: ConnectionLike): void {
   connection.prependListener('readyForQuery', (msg: { status?: string } | undefined) => {
     tracked[STATUS] = msg?.status ?? null
   })
+}
+
+/** Replaces the recorded calls when pg's Query writes directly. */
+const DIRECT: Call[] = []
+
+/**
+ * Whether pg's Query, given these values, takes the extended protocol (some values) and cannot
+ * fail while writing: its only preparation step, mapping values, cannot throw for primitives.
+ */
+function canWriteDirectly(values: readonly unknown[] | undefined): boolean {
+  if (values === undefined || values.length === 0) return false // the simple protocol: recorded
+  for (const value of values) {
+    const type = typeof value
+    if (value !== null && type !== 'string' && type !== 'number' && type !== 'boolean' && type !== 'bigint') return false
+  }
+  return true
 }
 
 /** A config that holds nothing but `text` and `values`. */

@@ -395,7 +395,7 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
 }
 
 // Tenant ids remembered by #resolve: enough for a busy server's working set, small in memory.
-const RESOLVED_CACHE_SIZE = 10_000
+const RESOLVED_CACHE_SIZE = 4096
 
 /** Queues a submittable in a scope of its own, closed when pg is done with it. */
 async function submitAlone<S extends Submittable>(scope: Scope, submittable: S): Promise<S> {

@@ -31,7 +31,7 @@ import {
   type TransactionStatus,
 } from './pipeline.js'
 import { hasSeveralStatements } from './statements.js'
-import { applyStatement, resetStatements, type ResolvedTenant } from './tenant.js'
+import { applyStatement, newMemo, resetStatements, type ResolvedTenant } from './tenant.js'
 
 /**
  * `'transaction'`: the scope is one transaction and settings are `set_config(..., true)`, gone when
@@ -60,7 +60,7 @@ const IN_FAILED_TRANSACTION = '25P02'
 const BEGIN: PrefixStatement = { text: 'BEGIN', values: [] }
 
 /** A tenant with nothing to apply: used for the explicit `withoutTenant` opt-out. */
-export const NO_TENANT: ResolvedTenant = { input: '', settings: [], role: undefined, key: '[]' }
+export const NO_TENANT: ResolvedTenant = { input: '', settings: [], role: undefined, key: '[]', memo: newMemo() }
 
 /** What the scopes of one TenantPool learn about the connection path and share. */
 export interface PoolState {
@@ -242,13 +242,17 @@ export class Scope {
     // statement that fails, they would be rolled back with it and later statements would run bare.
     const session = this.kind === 'session'
     // The session apply also reports its backend, compared with the one that answers the RESET.
-    const apply = hasTenant ? [applyStatement(this.tenant, !session, session)] : []
-    if (this.kind === 'session') return apply
-    if (this.kind === 'single' && pipelinable) {
+    if (this.kind === 'single' && pipelinable && hasTenant && prepare && this.#shared.preparePrefix !== false) {
       // A lone query can be sent again if the server refuses the prepared statement (runAlone).
-      if (!prepare || this.#shared.preparePrefix === false) return apply
-      return apply.map(prepared)
+      const memo = this.tenant.memo
+      if (memo.prepared === undefined) {
+        const statement = applyStatement(this.tenant, true)
+        memo.prepared = { ...statement, name: preparedName(statement.text) }
+      }
+      return [memo.prepared]
     }
+    const apply = hasTenant ? [applyStatement(this.tenant, !session, session)] : []
+    if (this.kind === 'session' || (this.kind === 'single' && pipelinable)) return apply
     this.#inTransaction = true
     return [BEGIN, ...apply]
   }
@@ -537,18 +541,6 @@ export class Scope {
       return { error }
     }
   }
-}
-
-const preparedStatements = new WeakMap<PrefixStatement, PrefixStatement>()
-
-/** The statement, to be prepared under its name (remembered: statements are reused per tenant). */
-function prepared(statement: PrefixStatement): PrefixStatement {
-  let named = preparedStatements.get(statement)
-  if (named === undefined) {
-    named = { ...statement, name: preparedName(statement.text) }
-    preparedStatements.set(statement, named)
-  }
-  return named
 }
 
 function endedError(): ScopeClosedError {

@@ -39,6 +39,21 @@ export interface ResolvedTenant {
   readonly role: string | undefined
   /** Equal for two tenants exactly when they apply the same role and settings. */
   readonly key: string
+  /** What is derived from the tenant, computed on first use: the tenant never changes. */
+  readonly memo: TenantMemo
+}
+
+/** Per-tenant derived values, filled in lazily. */
+export interface TenantMemo {
+  /** {@link applyStatement}'s results, by (local, withPid). */
+  readonly statements: Array<Statement | undefined>
+  /** The lone-query apply statement in its prepared form, with its wire bytes (scope.ts, pipeline.ts). */
+  prepared?: Statement & { readonly name: string; wire?: Uint8Array }
+}
+
+/** A fresh, empty memo. */
+export function newMemo(): TenantMemo {
+  return { statements: [] }
 }
 
 /** Default cap on a tenant id or setting value, in characters. */
@@ -161,7 +176,7 @@ export function resolveTenant(input: unknown, rules: TenantRules): ResolvedTenan
   } else {
     throw new InvalidTenantError(`a tenant must be a string or an object, got ${describe(input)}`)
   }
-  return { input, settings, role, key: JSON.stringify([role ?? null, settings]) }
+  return { input, settings, role, key: JSON.stringify([role ?? null, settings]), memo: newMemo() }
 }
 
 /** A parameterised statement. */
@@ -178,13 +193,9 @@ export interface Statement {
 export function applyStatement(tenant: ResolvedTenant, local: boolean, withPid = false): Statement {
   // Remembered per tenant (tenants are immutable and, for ids, reused by the pool): the hot path
   // of a lone query builds no SQL text.
-  let memo = applied.get(tenant)
-  if (memo === undefined) applied.set(tenant, (memo = []))
   const slot = (local ? 1 : 0) + (withPid ? 2 : 0)
-  return (memo[slot] ??= buildApply(tenant, local, withPid))
+  return (tenant.memo.statements[slot] ??= buildApply(tenant, local, withPid))
 }
-
-const applied = new WeakMap<ResolvedTenant, Array<Statement | undefined>>()
 
 function buildApply(tenant: ResolvedTenant, local: boolean, withPid: boolean): Statement {
   const calls: string[] = []

@@ -5,23 +5,12 @@
  * Formats"); values are text, UTF-8, as pg sends them with its default client encoding.
  */
 
-const encoded = new WeakMap<object, Buffer>()
-
 /**
  * `Bind` (unnamed portal, `statement`, text parameters, text results) then `Execute` (unnamed
- * portal, all rows), byte for byte as pg's serializer writes them, remembered for `key` (an
- * immutable statement object).
+ * portal, all rows), byte for byte as pg's serializer writes them. The caller keeps the result
+ * with the statement it encodes (see `PrefixStatement.wire`).
  */
-export function bindAndExecute(key: object, statement: string, values: readonly string[]): Buffer {
-  let buffer = encoded.get(key)
-  if (buffer === undefined) {
-    buffer = encode(statement, values)
-    encoded.set(key, buffer)
-  }
-  return buffer
-}
-
-function encode(statement: string, values: readonly string[]): Buffer {
+export function bindAndExecute(statement: string, values: readonly string[]): Buffer {
   const name = Buffer.from(`${statement}\0`, 'utf8')
   const params = values.map((value) => Buffer.from(value, 'utf8'))
   // Laid out as pg-protocol lays out its own Bind: portal "\0", statement name, one format code

@@ -16,12 +16,6 @@ describe('bindAndExecute', () => {
     ['three values', ['app.tenant_id', 'org_1', 'sales_7']],
     ['no values', []],
   ])('matches pg-protocol: %s', (_, values) => {
-    expect(bindAndExecute({}, 'pg_tenant_0123456789abcdef', values)).toEqual(pgBytes('pg_tenant_0123456789abcdef', values))
-  })
-
-  it('is remembered per key', () => {
-    const key = {}
-    expect(bindAndExecute(key, 's', ['a'])).toBe(bindAndExecute(key, 's', ['a']))
-    expect(bindAndExecute({}, 's', ['a'])).not.toBe(bindAndExecute(key, 's', ['a']))
+    expect(bindAndExecute('pg_tenant_0123456789abcdef', values)).toEqual(pgBytes('pg_tenant_0123456789abcdef', values))
   })
 })
