@@ -561,7 +561,8 @@ const DIRECT: Call[] = []
  * fail while writing: its only preparation step, mapping values, cannot throw for primitives.
  */
 function canWriteDirectly(values: readonly unknown[] | undefined): boolean {
-  if (values === undefined || values.length === 0) return false // the simple protocol: recorded
+  // Not an array: pg refuses it in submit, which the recorder turns into an error before writing.
+  if (!Array.isArray(values) || values.length === 0) return false // none: the simple protocol
   for (const value of values) {
     const type = typeof value
     if (value !== null && type !== 'string' && type !== 'number' && type !== 'boolean' && type !== 'bigint') return false

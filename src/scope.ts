@@ -10,6 +10,7 @@
  * `session`) RESET ROLE plus a RESET of every setting written succeeded. Anything else destroys it
  * with `release(true)`.
  */
+import { AsyncResource } from 'node:async_hooks'
 import { releaseVerdict, type ReleaseVerdict } from './canary.js'
 import { checkoutWith } from './checkout.js'
 import { ScopeTrace, uncleanVerdict, type PoolMonitor } from './diagnostics.js'
@@ -99,6 +100,8 @@ export class Scope {
   #status: TransactionStatus = 'I'
   // A statement was written but never answered (query_timeout, lost socket): state unknown.
   #unanswered = false
+  // The client went back to the pool (released or destroyed).
+  #handed = false
   readonly #onError = () => {
     this.#broken = true
   }
@@ -134,49 +137,75 @@ export class Scope {
    */
   runAlone(config: QueryConfigLike): Promise<QueryResultLike> {
     const published = this.#trace.queryStarted(config.text, true)
+    // pg-pool hands a waiting caller its client from inside another query's release, and pg calls
+    // back from its socket's handler: both in someone else's async context. What may run the
+    // caller's code (a value's toPostgres, diagnostics subscribers) runs back in the caller's.
+    const context = new AsyncResource('pg-tenant:query')
     return new Promise<QueryResultLike>((resolve, reject) => {
+      let settled = false
       // The statement's outcome is published before its client's release, as in other scopes.
       const answered = (err: unknown, result?: QueryResultLike) => published?.(err !== undefined, err ?? result)
       const ended = (err: unknown, result?: QueryResultLike) => {
+        if (settled) return
+        settled = true
         this.#closed = true
         this.#trace.ended(err !== undefined, err)
         if (err !== undefined) reject(err)
         else resolve(result!)
       }
-      const send = (client: PgClientLike) => {
-        const query = this.#tenantQuery(config, this.#takePrefix(true, true), (err, result) => {
+      // Something threw in pg-tenant or in a listener it called (a pool 'release' listener, a
+      // subscriber): the client's state is unknown, so it is destroyed, and nothing escapes into
+      // pg's message handling, which would be left half done.
+      const failed = (client: PgClientLike, err: unknown) => {
+        this.#broken = true
+        try {
+          this.#giveBack(client, false)
+        } catch {
+          // already handed to the pool, or the pool refused it: nothing more to do with it
+        }
+        answered(err)
+        ended(err)
+      }
+      const answer = (client: PgClientLike, query: TenantQuery, err: Error | null, result?: QueryResultLike) => {
+        try {
           this.#saw(query, err)
           if (query.preparedRefused && !this.#broken && !this.#unanswered && this.#status === 'I') {
             // The server refused the prepared tenant statement and skipped everything after it:
             // nothing ran. Send the same again, parsed unnamed, and stop preparing on this pool.
             this.#shared.preparePrefix = false
             this.#prefixSent = false
-            return send(client)
+            send(client)
+            return
           }
           const error = err ?? undefined
           answered(error, result)
           const back = this.#giveBack(client, true)
           if (back === undefined) ended(error, result)
-          else void back.then(() => ended(error, result))
-        })
+          else void back.then(() => ended(error, result), (e: unknown) => failed(client, e))
+        } catch (e) {
+          failed(client, e)
+        }
+      }
+      const send = (client: PgClientLike) => {
+        const query: TenantQuery = this.#tenantQuery(config, this.#takePrefix(true, true), (err, result) =>
+          context.runInAsyncScope(answer, undefined, client, query, err, result),
+        )
         client.query(query)
       }
-      checkoutWith(this.#pool, this.#onError, (checkoutError, client) => {
-        const unsupported = checkoutError ?? this.#adopt(client!)
-        if (unsupported !== undefined) {
-          answered(unsupported)
-          return ended(unsupported)
-        }
-        try {
-          send(client!)
-        } catch (err) {
-          // A bug of ours, not the server's: the client's state is unknown, so it is destroyed.
-          this.#broken = true
-          this.#giveBack(client!, false)
-          answered(err)
-          ended(err)
-        }
-      })
+      checkoutWith(this.#pool, this.#onError, (checkoutError, client) =>
+        context.runInAsyncScope(() => {
+          const unsupported = checkoutError ?? this.#adopt(client!)
+          if (unsupported !== undefined) {
+            answered(unsupported)
+            return ended(unsupported)
+          }
+          try {
+            send(client!)
+          } catch (err) {
+            failed(client!, err)
+          }
+        }),
+      )
     })
   }
 
@@ -449,6 +478,8 @@ export class Scope {
   }
 
   #hand(client: PgClientLike, verdict: ReleaseVerdict, checked: boolean): void {
+    if (this.#handed) return // a client goes back once, whatever called twice
+    this.#handed = true
     client.removeListener('error', this.#onError)
     this.#trace.returned(verdict, checked)
     client.release(verdict.release ? undefined : true)
