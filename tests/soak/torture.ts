@@ -20,6 +20,7 @@
  *   was released or destroyed exactly once; nothing is left checked out at the end.
  */
 import diagnostics from 'node:diagnostics_channel'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import pg from 'pg'
 import {
   createTenantPool,
@@ -92,6 +93,13 @@ export interface TortureReport {
   hangs: number
   /** Failures that are none of the injected kinds, or an injected fault that did not fail. */
   readonly unexpected: Array<{ op: string; error: string }>
+  /**
+   * For the first unexpected failures: what else was running then (kinds and ages), the pg pool's
+   * counts, and the longest event-loop stall so far, to tell pg-tenant from the machine.
+   */
+  readonly diagnosis: string[]
+  /** The longest event-loop delay seen during the run, in milliseconds. */
+  eventLoopMaxMs: number
   /** What the pools counted (`db.stats()`, summed). */
   stats: TenantPoolStats
   /** What the diagnostics channels carried. */
@@ -601,6 +609,8 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
     dirtyProbes: 0,
     hangs: 0,
     unexpected: [],
+    diagnosis: [],
+    eventLoopMaxMs: 0,
     stats: { released: 0, destroyed: 0, destroyedBy: {} as TenantPoolStats['destroyedBy'], verified: 0, dirty: 0 },
     channels: {
       scopeStarts: 0,
@@ -762,10 +772,28 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
   const started = performance.now()
   let issued = 0
   const inFlight = new Set<Promise<unknown>>()
+  const runningOps = new Map<number, { kind: string; since: number }>()
+  let opIds = 0
+  const loopDelay = monitorEventLoopDelay({ resolution: 20 })
+  loopDelay.enable()
+  const diagnose = (kind: string, since: number) => {
+    if (report.diagnosis.length >= 5) return
+    const now = performance.now()
+    const others = [...runningOps.values()]
+      .map((r) => `${r.kind} ${Math.round(now - r.since)} ms`)
+      .join(', ')
+    report.diagnosis.push(
+      `${kind} (${Math.round(now - since)} ms) at ${((now - started) / 1000).toFixed(1)} s: pool total ` +
+        `${raw.totalCount} idle ${raw.idleCount} waiting ${raw.waitingCount}; event loop max ` +
+        `${(loopDelay.max / 1e6).toFixed(0)} ms; running: ${others}`,
+    )
+  }
   const runOne = async (op: (typeof OPS)[number]) => {
     const stats = report.byKind[op.kind]!
     stats.ran++
     const opStarted = performance.now()
+    const id = ++opIds
+    runningOps.set(id, { kind: op.kind, since: opStarted })
     let timer: NodeJS.Timeout | undefined
     const deadline = new Promise<'hang'>((resolve) => {
       timer = setTimeout(() => resolve('hang'), deadlineMs)
@@ -777,6 +805,7 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
     inFlight.add(running)
     const outcome = await Promise.race([running, deadline])
     clearTimeout(timer)
+    runningOps.delete(id)
     if (outcome === 'hang') {
       report.hangs++
       report.violations.push(`${op.kind} did not settle within ${deadlineMs} ms`)
@@ -806,6 +835,7 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
       report.failures[collateral] = (report.failures[collateral] ?? 0) + 1
       return
     }
+    diagnose(op.kind, opStarted)
     report.unexpected.push({ op: op.kind, error: describeError(error) })
     report.violations.push(`${op.kind} failed with an error no injected fault explains: ${describeError(error)}`)
   }
@@ -842,6 +872,8 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
     await finalChecks(c, options)
     checkInvariants(report)
   } finally {
+    loopDelay.disable()
+    report.eventLoopMaxMs = loopDelay.max / 1e6
     for (const [name, fn] of listeners) diagnostics.unsubscribe(name, fn)
     await raw.end().catch(() => undefined)
     await admin.end().catch(() => undefined)
@@ -946,6 +978,7 @@ export function formatReport(r: TortureReport): string {
     `rows read ${r.rowsRead}, of another tenant ${r.foreignRowsRead}; rows written ${r.rowsWritten}, for another tenant ${r.foreignRowsWritten}`,
     `committed writes lost ${r.lostWrites}; writes of failed scopes found ${r.undoneWritesFound}`,
     `probes of idle clients ${r.probes}, dirty ${r.dirtyProbes}; hangs ${r.hangs}; unexpected failures ${r.unexpected.length}`,
+    `longest event-loop stall ${r.eventLoopMaxMs.toFixed(0)} ms`,
     `db.stats(): released ${r.stats.released}, destroyed ${r.stats.destroyed} ${JSON.stringify(r.stats.destroyedBy)}, ` +
       `verified ${r.stats.verified}, dirty ${r.stats.dirty}`,
     `channels: ${r.channels.scopeStarts} scopes started, ${r.channels.scopeEnds} ended, ${r.channels.queries} queries ` +
@@ -957,6 +990,7 @@ export function formatReport(r: TortureReport): string {
     r.violations.length === 0 ? 'every invariant held' : `VIOLATIONS (${r.violations.length}):`,
     ...r.violations.slice(0, 20).map((x) => `  - ${x}`),
     ...r.unexpected.slice(0, 10).map((u) => `  unexpected in ${u.op}: ${u.error}`),
+    ...r.diagnosis.map((d) => `  when: ${d}`),
   )
   return lines.join('\n')
 }
