@@ -75,6 +75,9 @@ pool.on('error', () => undefined)
 // Raw pg gets the same RLS work and the same one-row answers: its connections carry a tenant set
 // once, at connect time, and it asks only for that tenant's rows.
 const rawPool = new pg.Pool({ connectionString: appUrl.toString(), max: POOL_SIZE, options: '-c app.tenant_id=org_1' })
+// The floor's own pool: its prepared statement is not pg-tenant's.
+const floorPool = new pg.Pool({ connectionString: appUrl.toString(), max: POOL_SIZE })
+floorPool.on('error', () => undefined)
 const tenants = createTenantPool(pool)
 const roles = createTenantPool(pool, { roles: [/^bench_sales_[0-9]+$/] })
 const sessions = createTenantPool(pool, { scope: 'session' })
@@ -128,8 +131,66 @@ async function setRole(role) {
   }
 }
 
+// The floor of a tenant-scoped query in one round trip: a minimal hand-written submittable that
+// binds the tenant's set_config (prepared once per connection) and runs the statement with one
+// Sync, with none of pg-tenant's checks, scopes or release decisions. What still separates it from
+// raw pg is the server's work on the extra statement.
+const Query = pg.Client.Query
+const SET = 'select set_config($1, $2, true)'
+class OneTrip {
+  constructor(tenant, text, values) {
+    this.tenant = tenant
+    this.completes = 0
+    this.inner = new Query(text, values)
+    this.done = new Promise((resolve, reject) => {
+      this.inner.callback = (err, result) => (err ? reject(err) : resolve(result))
+    })
+  }
+  get _result() {
+    return this.inner._result
+  }
+  submit(connection) {
+    connection.stream.cork?.()
+    if (!connection.parsedStatements.bench_set) {
+      connection.parse({ text: SET, name: 'bench_set' })
+      connection.parsedStatements.bench_set = SET
+    }
+    connection.bind({ statement: 'bench_set', values: ['app.tenant_id', this.tenant] })
+    connection.execute({})
+    const refused = this.inner.submit(connection)
+    connection.stream.uncork?.()
+    return refused
+  }
+  handleRowDescription(m) { this.inner.handleRowDescription(m) }
+  handleDataRow(m) { if (this.completes > 0) this.inner.handleDataRow(m) }
+  handleCommandComplete(m, c) { if (this.completes++ > 0) this.inner.handleCommandComplete(m, c) }
+  handleEmptyQuery(c) { this.inner.handleEmptyQuery(c) }
+  handleError(e, c) { this.inner.handleError(e, c) }
+  handleReadyForQuery(c) { this.inner.handleReadyForQuery(c) }
+  handlePortalSuspended(c) { this.inner.handlePortalSuspended(c) }
+}
+const oneTrip = (tenant) =>
+  new Promise((resolve, reject) => {
+    floorPool.connect((err, client, release) => {
+      if (err) return reject(err)
+      const q = new OneTrip(tenant, POINT, [idOf(tenant)])
+      client.query(q)
+      q.done.then(
+        (r) => {
+          release()
+          resolve(r)
+        },
+        (e) => {
+          release(e)
+          reject(e)
+        },
+      )
+    })
+  })
+
 const variants = {
   'raw pg: pool.query (1 statement)': () => rawPool.query(POINT, [nextId()]),
+  'floor: hand-written 1-trip set_config + query': () => oneTrip(tenantOf(10)),
   'naive: BEGIN, set_config, query, COMMIT': () => naive(tenantOf(10)),
   'session: set_config, query, RESET': () => sessionSet(tenantOf(10)),
   'SET ROLE, query, RESET ROLE (seed 000)': () => setRole(`bench_sales_${(n % 10) + 1}`),
@@ -279,6 +340,7 @@ if (json) {
 
 await pool.end()
 await rawPool.end()
+await floorPool.end()
 await superDb.query(`drop owned by bench_app`).catch(() => undefined)
 await superDb.end()
 await server.stop()

@@ -6,6 +6,7 @@
  *   npm run soak                                   1,000,000 operations, at most 60 minutes
  *   npm run soak -- --operations 200000 --minutes 10 --seed 42
  *   npm run soak -- --operations 50000 --weight pg_terminate_backend=10   (more of one fault)
+ *   PG_TENANT_SOAK_SERVER_LOG=1 npm run soak                 (the server's log too: checkpoints, slow statements)
  *
  * Prints progress every 50,000 operations and the full report at the end; exits 1 if any
  * invariant failed.
@@ -40,7 +41,16 @@ if (!Number.isInteger(operations) || operations < 1 || !(minutes > 0)) {
 
 const server = process.env.DATABASE_URL
   ? { url: process.env.DATABASE_URL, stop: async () => {} }
-  : await startEmbeddedPostgres()
+  : await startEmbeddedPostgres(
+      // PG_TENANT_SOAK_SERVER_LOG=1: the server's log on stdout, with checkpoints and statements
+      // slower than 500 ms, to tell a stalled server from a stalled client.
+      process.env.PG_TENANT_SOAK_SERVER_LOG === '1'
+        ? {
+            log: true,
+            settings: { log_checkpoints: 'on', log_min_duration_statement: '500', log_line_prefix: '%m [%p] ' },
+          }
+        : {},
+    )
 const db = await createDatabase(server.url, 0)
 let failed = true
 try {
