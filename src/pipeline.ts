@@ -114,11 +114,6 @@ class Recorder {
   readonly stream = {}
   readonly parsedStatements: Record<string, string>
   readonly submittedNamedStatements: Record<string, string> | undefined
-  /** What the inner query reported while preparing (pg calls back instead of throwing). */
-  failure: unknown
-  readonly fail = (err: unknown): void => {
-    this.failure = err ?? new Error('pg-tenant: the query ended while it was being prepared')
-  }
   // After a prefix, a simple-protocol query must become an extended one: one Sync in all.
   readonly #extended: boolean
 
@@ -337,6 +332,18 @@ export class TenantQuery {
    * then fails as broken and is never reused.
    */
   #writeDirect(connection: ConnectionLike): void {
+    const error = this.#submitInner(connection)
+    if (error === undefined) return
+    ;(connection.stream as { destroy?: (err?: Error) => void }).destroy?.()
+    this.#finish(error)
+  }
+
+  /**
+   * Runs pg's Query `submit` against `target` (the connection, or a recorder) and returns what it
+   * failed with: pg returns some failures, throws others, and reports bind errors through the
+   * query's callback, which is swapped for the duration.
+   */
+  #submitInner(target: unknown): Error | undefined {
     const inner = this.#inner!
     let failure: unknown
     const callback = inner.callback
@@ -345,16 +352,15 @@ export class TenantQuery {
     }
     let returned: Error | null | undefined
     try {
-      returned = inner.submit(connection)
+      returned = inner.submit(target)
     } catch (err) {
       failure = err
     } finally {
       inner.callback = callback
     }
     const error = returned ?? failure
-    if (error === undefined || error === null) return
-    ;(connection.stream as { destroy?: (err?: Error) => void }).destroy?.()
-    this.#finish(error instanceof Error ? error : new Error(String(error)))
+    if (error === undefined || error === null) return undefined
+    return error instanceof Error ? error : new Error(String(error))
   }
 
   /**
@@ -363,27 +369,16 @@ export class TenantQuery {
    * query (no parameters) becomes an extended one when a prefix precedes it.
    */
   #record(connection: ConnectionLike): Call[] | Error {
-    const inner = this.#inner
-    if (inner === undefined) return []
+    if (this.#inner === undefined) return []
     const submitted = connection.submittedNamedStatements
     const name = this.#userName
     const hadSubmitted = name !== undefined && submitted !== undefined && name in submitted
     const recorder = new Recorder(connection, this.#prefix.length > 0)
-    const callback = inner.callback
-    inner.callback = recorder.fail
-    let returned: Error | null | undefined
-    try {
-      returned = inner.submit(recorder)
-    } catch (err) {
-      recorder.failure = err
-    } finally {
-      inner.callback = callback
-    }
-    const error = returned ?? recorder.failure
-    if (error !== undefined && error !== null) {
+    const error = this.#submitInner(recorder)
+    if (error !== undefined) {
       // Nothing was written: forget a statement name the inner query marked as submitted.
       if (name !== undefined && submitted !== undefined && !hadSubmitted) delete submitted[name]
-      return error instanceof Error ? error : new Error(String(error))
+      return error
     }
     this.#markedSubmitted = name !== undefined && submitted !== undefined && !hadSubmitted && name in submitted
     return recorder.calls

@@ -12,7 +12,7 @@
  */
 import { AsyncResource } from 'node:async_hooks'
 import { releaseVerdict, type ReleaseVerdict } from './canary.js'
-import { checkoutWith } from './checkout.js'
+import { checkout, checkoutWith } from './checkout.js'
 import { ScopeTrace, uncleanVerdict, type PoolMonitor } from './diagnostics.js'
 import type { PgClientLike, PgPoolLike, QueryConfigLike, QueryResultLike } from './driver.js'
 import {
@@ -357,17 +357,14 @@ export class Scope {
     return (this.#client ??= this.#connect())
   }
 
-  #connect(): Promise<PgClientLike> {
+  async #connect(): Promise<PgClientLike> {
     // The 'error' listener is attached where the pool hands the client over (see checkout.ts): a
     // checked-out client that loses its socket emits 'error'; unhandled, that would crash the
     // process. Seeing one means the client can never be confirmed clean.
-    return new Promise((resolve, reject) => {
-      checkoutWith(this.#pool, this.#onError, (err, client) => {
-        const unsupported = err ?? this.#adopt(client!)
-        if (unsupported === undefined) resolve(client!)
-        else reject(unsupported)
-      })
-    })
+    const client = await checkout(this.#pool, this.#onError)
+    const unsupported = this.#adopt(client)
+    if (unsupported !== undefined) throw unsupported
+    return client
   }
 
   /** Takes a checked-out client on: an error (the client released) when pg-tenant cannot drive it. */
