@@ -70,7 +70,7 @@ const db = await createDatabase(server.url, 0)
 let failed = true
 try {
   const version = (await db.admin<{ v: string }>('select version() as v')).rows[0]!.v
-  const commit = (await db.admin<{ s: string }>('show synchronous_commit')).rows[0]!.s
+  const commit = (await db.admin<{ s: string }>("select current_setting('synchronous_commit') as s")).rows[0]!.s
   console.log(
     `soak: ${operations.toLocaleString('en')} operations, at most ${minutes} min, on ${version}, ` +
       `synchronous_commit ${commit}, Node ${process.version}`,
