@@ -60,7 +60,9 @@ export type ReleaseVerdict =
  *   or a transaction pooler moved a session scope between backends;
  * - `'dirty'`: the release canary (`verifyRelease`) found tenant state on it;
  * - `'check-failed'`: the release canary itself failed (its connection died, say), so the client
- *   could not be confirmed clean.
+ *   could not be confirmed clean;
+ * - `'requested'`: the caller released a `db.pool.connect()` client with an error
+ *   (`client.release(err)`), which destroys it, as pg does.
  *
  * @example
  * ```ts
@@ -68,17 +70,17 @@ export type ReleaseVerdict =
  * console.log(db.stats().destroyedBy[reason]) // clients the release canary found dirty
  * ```
  */
-export type DestroyReason = 'broken' | 'unanswered' | 'not-idle' | 'unconfirmed' | 'dirty' | 'check-failed'
+export type DestroyReason = 'broken' | 'unanswered' | 'not-idle' | 'unconfirmed' | 'dirty' | 'check-failed' | 'requested'
 
 /**
- * The names the canary reads: every setting the tenant wrote and the pool's tenant setting
- * (a session-level value of it on an idle client is tenant state, whoever wrote it), once each.
+ * The names the canary reads: every setting the tenant wrote and every setting the pool writes
+ * (a session-level value of one on an idle client is tenant state, whoever wrote it), once each.
  * GUC names are case-insensitive.
  */
-export function settingsToCheck(tenant: ResolvedTenant, poolSetting: string | undefined): string[] {
+export function settingsToCheck(tenant: ResolvedTenant, poolSettings: readonly string[]): string[] {
   const names: string[] = []
   const seen = new Set<string>()
-  for (const name of [...tenant.settings.map(([n]) => n), ...(poolSetting === undefined ? [] : [poolSetting])]) {
+  for (const name of [...tenant.settings.map(([n]) => n), ...poolSettings]) {
     const key = name.toLowerCase()
     if (seen.has(key)) continue
     seen.add(key)

@@ -53,7 +53,8 @@ export const diagnosticsChannels = {
 
 /**
  * How a scope runs: `'transaction'` and `'session'` as in the pool's `scope` option, `'single'`
- * for one `db.query` under `runWithTenant` or `withoutTenant` (its own implicit transaction).
+ * for one `db.query` under `runWithTenant` or `withoutTenant` (its own implicit transaction),
+ * `'client'` for a `db.pool.connect()` client under `runWithTenant` or `withoutTenant`.
  *
  * @example
  * ```ts
@@ -62,7 +63,7 @@ export const diagnosticsChannels = {
  * })
  * ```
  */
-export type TracedScopeKind = 'transaction' | 'session' | 'single'
+export type TracedScopeKind = 'transaction' | 'session' | 'single' | 'client'
 
 /**
  * What every message says about its scope.
@@ -220,7 +221,7 @@ const COUNTER_KEY = Symbol.for('pg-tenant.scope-id.v1')
 type GlobalWithCounter = typeof globalThis & { [COUNTER_KEY]?: { next: number } }
 const counter = ((globalThis as GlobalWithCounter)[COUNTER_KEY] ??= { next: 0 })
 
-const REASONS: readonly DestroyReason[] = ['broken', 'unanswered', 'not-idle', 'unconfirmed', 'dirty', 'check-failed']
+const REASONS: readonly DestroyReason[] = ['broken', 'unanswered', 'not-idle', 'unconfirmed', 'dirty', 'check-failed', 'requested']
 
 /** What one TenantPool counts and how it checks releases. One per pool, shared by its scopes. */
 export class PoolMonitor {
@@ -338,9 +339,9 @@ export class ScopeTrace {
     return this.#monitor !== undefined && this.#monitor.sample()
   }
 
-  /** The names the canary reads for this scope. */
-  checkedSettings(): string[] {
-    return settingsToCheck(this.#tenant, this.#monitor?.setting)
+  /** The names the canary reads for this scope: the tenant's, and every name the pool writes. */
+  checkedSettings(poolNames: readonly string[] = []): string[] {
+    return settingsToCheck(this.#tenant, [...(this.#monitor?.setting === undefined ? [] : [this.#monitor.setting]), ...poolNames])
   }
 
   /** The canary statement for `names`. */
@@ -387,8 +388,10 @@ export class ScopeTrace {
 /**
  * Why a client that was not judged clean is destroyed, from what the scope saw.
  */
-export function uncleanVerdict(seen: { broken: boolean; unanswered: boolean; idle: boolean }): ReleaseVerdict {
-  const reason: DestroyReason = seen.broken
+export function uncleanVerdict(seen: { broken: boolean; unanswered: boolean; idle: boolean; requested?: boolean }): ReleaseVerdict {
+  const reason: DestroyReason = seen.requested
+    ? 'requested'
+    : seen.broken
     ? 'broken'
     : seen.unanswered
       ? 'unanswered'

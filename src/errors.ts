@@ -17,6 +17,7 @@ export type TenantPoolErrorCode =
   | 'TRANSACTION_ABORTED'
   | 'SESSION_POOLING_REQUIRED'
   | 'INVALID_IDENTIFIER'
+  | 'RELEASE_FAILED'
 
 // The package may be loaded twice in one process (its ESM and its CJS build, or a subpath entry
 // that carries its own copy of this module). `instanceof` must still hold across those copies, so
@@ -278,5 +279,31 @@ export class InvalidIdentifierError extends TenantPoolError {
   static override readonly code = 'INVALID_IDENTIFIER' as const
   constructor(message: string) {
     super('INVALID_IDENTIFIER', message)
+  }
+}
+
+/**
+ * A `db.pool.connect()` client could not be confirmed clean when it was released (its closing
+ * ROLLBACK failed, a statement went unanswered, the release canary found it dirty, ...). The
+ * connection was destroyed, never reused. `release()` returns nothing, so this error is emitted on
+ * the pool's `'error'` event (when the pool has listeners; otherwise as a process warning) and
+ * published on the `pg-tenant:destroy` diagnostics channel. `reason` says why (see `DestroyReason`).
+ *
+ * @example
+ * ```ts
+ * db.pool.on('error', (err) => {
+ *   if (err instanceof ReleaseError) console.error(`pg-tenant destroyed a connection: ${err.reason}`)
+ * })
+ * ```
+ */
+export class ReleaseError extends TenantPoolError {
+  static override readonly code = 'RELEASE_FAILED' as const
+  /** Why the connection was destroyed (a `DestroyReason`). */
+  readonly reason: string
+  constructor(reason: string, cause?: unknown) {
+    super('RELEASE_FAILED', `a db.pool.connect() client could not be confirmed clean on release (${reason}); its connection was destroyed`, {
+      cause,
+    })
+    this.reason = reason
   }
 }

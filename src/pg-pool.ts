@@ -6,16 +6,18 @@
  * the application installed: Drizzle runs a transaction on one client only for a real Pool, and
  * would otherwise send BEGIN, the statements and COMMIT as separate pool queries, not atomic.
  */
+import { EventEmitter } from 'node:events'
 import type { PgPoolLike, QueryConfigLike, QueryResultLike } from './driver.js'
 import { InvalidQueryError, ScopeClosedError } from './errors.js'
 import type { Scope, Submittable } from './scope.js'
+import { analyzeSql } from './statements.js'
 
 type Callback<T> = (err: Error | undefined, result?: T) => void
 
 /** What the facade needs from its TenantPool, read once per call, at call time. */
 export interface PoolFacadeBackend {
   query(textOrConfig: unknown, values?: readonly unknown[]): Promise<unknown>
-  /** A client for the tenant bound here (see {@link ScopeClient} and {@link OwnedClient}). */
+  /** A client for the tenant bound here (see {@link ScopeClient} and {@link PoolClient}). */
   connect(): Promise<TenantClient>
 }
 
@@ -31,11 +33,8 @@ export interface TenantClient {
   removeListener(event: string, listener: (...args: any[]) => void): TenantClient
 }
 
-// Transaction control an ORM sends, in any case and spacing, with an optional semicolon.
+// A BEGIN without transaction modes, in any case and spacing, with an optional semicolon.
 const BEGIN = /^\s*(?:begin|start\s+transaction)(?:\s+(?:work|transaction))?\s*;?\s*$/i
-const BEGIN_WITH_MODES = /^\s*(?:begin|start\s+transaction)\b/i
-const COMMIT = /^\s*(?:commit|end)(?:\s+(?:work|transaction))?\s*;?\s*$/i
-const ROLLBACK = /^\s*(?:rollback|abort)(?:\s+(?:work|transaction))?\s*;?\s*$/i
 
 /** Splits pg's `query(text, values?, callback?)` arguments. */
 function splitArgs(values: unknown, callback: unknown): [readonly unknown[] | undefined, Callback<unknown> | undefined] {
@@ -61,14 +60,23 @@ function textOf(textOrConfig: unknown): string | undefined {
 
 /**
  * What both clients share: pg's `query(text | config | submittable, values?, callback?)` forms,
- * refusal after `release()`, and `on`/`off` (an ORM may listen for notices; nothing to pass on).
+ * refusal after `release()`, and the pg client's `notice`, `notification`, `error` and `end`
+ * events, passed on to listeners attached here while the client is held.
  */
-abstract class ClientBase implements TenantClient {
+abstract class ClientBase extends EventEmitter implements TenantClient {
   protected readonly scope: Scope
   protected released = false
+  readonly #stopForwarding: () => void
 
   constructor(scope: Scope) {
+    super()
     this.scope = scope
+    this.#stopForwarding = scope.forwardEvents((event, ...args) => {
+      // An 'error' nobody listens for here is not thrown: pg-tenant sees it, and so do the pg
+      // client's own listeners (the pool's).
+      if (event === 'error' && this.listenerCount('error') === 0) return
+      this.emit(event, ...args)
+    })
   }
 
   query(textOrConfig: unknown, values?: unknown, callback?: unknown): Promise<unknown> | undefined {
@@ -91,17 +99,14 @@ abstract class ClientBase implements TenantClient {
     return this.scope.query(config)
   }
 
-  abstract release(err?: Error | boolean): void
+  /** Marks the client released: no more queries, no more events. */
+  protected markReleased(): void {
+    if (this.released) throw new Error('Release called on client which has already been released to the pool.')
+    this.released = true
+    this.#stopForwarding()
+  }
 
-  on(): TenantClient {
-    return this
-  }
-  off(): TenantClient {
-    return this
-  }
-  removeListener(): TenantClient {
-    return this
-  }
+  abstract release(err?: Error | boolean): void
 }
 
 /**
@@ -112,56 +117,68 @@ abstract class ClientBase implements TenantClient {
  */
 export class ScopeClient extends ClientBase {
   readonly #savepoints: string[] = []
-  static #next = 0
 
   protected override async statement(text: string, config: QueryConfigLike): Promise<unknown> {
     // A session scope's statements autocommit: an ORM's own transaction there is a real one.
     if (this.scope.kind !== 'transaction') return this.scope.query(config)
-    if (BEGIN.test(text)) {
-      const name = `pg_tenant_orm_${++ScopeClient.#next}`
-      await this.scope.query({ text: `SAVEPOINT ${name}` })
-      this.#savepoints.push(name)
+    const shape = analyzeSql(text)
+    const control = shape.several ? undefined : shape.controls[0]
+    if (control === 'begin') {
+      if (!BEGIN.test(text)) {
+        // An isolation level or access mode cannot be honoured inside the scope's transaction, and
+        // silently dropping it would be worse than refusing.
+        throw new InvalidQueryError(
+          `inside withTenant an ORM transaction is a SAVEPOINT of the scope's transaction, which ` +
+            `cannot take transaction modes (${text.trim()}); start it under runWithTenant instead`,
+        )
+      }
+      this.#savepoints.push(await this.scope.savepoint())
       return emptyResult('BEGIN')
     }
-    if (BEGIN_WITH_MODES.test(text)) {
-      // An isolation level or access mode cannot be honoured inside the scope's transaction, and
-      // silently dropping it would be worse than refusing.
+    if (control === 'set-transaction' && this.#savepoints.length > 0) {
       throw new InvalidQueryError(
         `inside withTenant an ORM transaction is a SAVEPOINT of the scope's transaction, which ` +
           `cannot take transaction modes (${text.trim()}); start it under runWithTenant instead`,
       )
     }
     const savepoint = this.#savepoints.at(-1)
-    if (savepoint !== undefined && COMMIT.test(text)) {
-      await this.scope.query({ text: `RELEASE SAVEPOINT ${savepoint}` })
+    if (savepoint !== undefined && control === 'commit') {
+      await this.scope.releaseSavepoint(savepoint)
       this.#savepoints.pop()
       return emptyResult('COMMIT')
     }
-    if (savepoint !== undefined && ROLLBACK.test(text)) {
-      await this.scope.query({ text: `ROLLBACK TO SAVEPOINT ${savepoint}` })
-      await this.scope.query({ text: `RELEASE SAVEPOINT ${savepoint}` })
+    if (savepoint !== undefined && control === 'rollback') {
+      await this.scope.rollbackToSavepoint(savepoint)
       this.#savepoints.pop()
       return emptyResult('ROLLBACK')
     }
-    return this.scope.query(config)
+    return this.scope.query(config, shape)
   }
 
   release(): void {
-    this.released = true
+    this.markReleased()
   }
 }
 
 /**
- * Inside `runWithTenant`: a client of its own, checked out for the caller, with the tenant applied
- * at session level and reset before it goes back (a `session` scope), so an ORM's own BEGIN and
- * COMMIT work as usual. `release(err)` with an error destroys it instead.
+ * Under `runWithTenant` (or `withoutTenant`): a client of its own, checked out for the caller
+ * (kind `client` of {@link Scope}). It holds no tenant state at session level: each autocommit
+ * statement runs as a single-trip scoped query, and the caller's own transactions get the tenant
+ * applied transaction-locally with their first statement. `release(err)` with an error destroys
+ * the connection, as pg does; a failure to confirm it clean is reported on the pool's 'error'.
  */
-export class OwnedClient extends ClientBase {
+export class PoolClient extends ClientBase {
+  readonly #report: (error: unknown) => void
+
+  constructor(scope: Scope, report: (error: unknown) => void) {
+    super(scope)
+    this.#report = report
+  }
+
   release(err?: Error | boolean): void {
-    if (this.released) throw new Error('Release called on client which has already been released to the pool.')
-    this.released = true
-    // An error from the caller means it does not trust the connection: end it with a rollback.
-    this.scope.close(err !== undefined && err !== false).catch(() => undefined)
+    this.markReleased()
+    const destroy = err !== undefined && err !== false && err !== null
+    this.scope.close(destroy, err, destroy).catch(this.#report)
   }
 }
 

@@ -2,8 +2,9 @@
  * The single-trip submittable. In the extended query protocol, every Parse/Bind/Execute before one
  * Sync runs in one implicit transaction, and `set_config(name, value, true)` lasts until that
  * transaction ends. So `TenantQuery` writes the tenant's statements (and `BEGIN` when it opens a
- * scope's transaction) followed by the caller's statement and exactly one Sync: one round trip,
- * tenant applied, nothing left on the connection after a lone query.
+ * scope's transaction) followed by the caller's statement, then the statements that reset any
+ * session-level state the caller's statement may have written (the suffix), and exactly one Sync:
+ * one round trip, tenant applied, nothing left on the connection after a lone query.
  *
  * Protocol facts it respects:
  * - exactly one Sync per submittable;
@@ -26,8 +27,8 @@ import { bindAndExecute } from './wire.js'
 export type TransactionStatus = 'I' | 'T' | 'E'
 
 /**
- * A statement of the prefix: bound with text values, executed, no Describe. Parsed unnamed, or,
- * with `name`, prepared once per connection under that name and only bound afterwards.
+ * A statement of the prefix or the suffix: bound with text values, executed, no Describe. Parsed
+ * unnamed, or, with `name`, prepared once per connection under that name and only bound afterwards.
  */
 export interface PrefixStatement {
   readonly text: string
@@ -36,6 +37,12 @@ export interface PrefixStatement {
   readonly name?: string | undefined
   /** Bind + Execute of the named statement, encoded on first use (the statement is immutable). */
   wire?: Uint8Array
+  /**
+   * For a named statement that must live and die with another one (the reset that follows a
+   * prepared tenant statement): the other one's name. It is parsed exactly when that one is
+   * parsed in the same pipeline, and never tracked on its own.
+   */
+  readonly unit?: string | undefined
 }
 
 // SQLSTATEs of a prepared prefix the server does not have (26000: "prepared statement does not
@@ -176,6 +183,7 @@ export class TenantQuery {
    */
   callback: (err: Error | null, result?: unknown) => void
   readonly #prefix: PrefixStatement[]
+  readonly #suffix: PrefixStatement[]
   readonly #inner: PgQueryLike | undefined
   // pg's Query may write onto the connection itself, without a recorder (see #writeDirect).
   #direct = false
@@ -185,6 +193,9 @@ export class TenantQuery {
   readonly query_timeout: number | undefined
   readonly #hooks: TenantQueryHooks
   #completes = 0
+  // The caller's statement has completed (CommandComplete or EmptyQueryResponse): what follows
+  // belongs to the suffix.
+  #userDone = false
   #settled = false
   #connection: ConnectionLike | undefined
   #pendingError: unknown
@@ -195,6 +206,11 @@ export class TenantQuery {
    * already had it): nothing of this query ran, and it may be sent again with an unnamed prefix.
    */
   preparedRefused = false
+  /**
+   * True when a statement of the suffix failed: the caller's statement had run, and was rolled back
+   * with the implicit transaction (or the transaction it ran in is now aborted).
+   */
+  suffixFailed = false
   // How the query settled, for a `done` asked for afterwards.
   #outcome: { err: Error | null; result?: QueryResultLike } | undefined
   #done: Promise<QueryResultLike> | undefined
@@ -208,11 +224,13 @@ export class TenantQuery {
     config: QueryConfigLike | undefined,
     prefix: PrefixStatement[],
     hooks: TenantQueryHooks = {},
+    suffix: PrefixStatement[] = [],
   ) {
     if (config !== undefined && QueryClass === undefined) {
       throw new TypeError('pg-tenant: this client cannot run a statement in a pipeline')
     }
     this.#prefix = prefix
+    this.#suffix = suffix
     this.#hooks = hooks
     this.#userName = config?.name
     this.#userText = config?.text
@@ -229,7 +247,7 @@ export class TenantQuery {
       // Text and values alone take pg's cheap form (no copy of a config object); pg copies a config.
       const plain = isPlain(config)
       const inner = plain ? new QueryClass(config.text, config.values) : new QueryClass(config)
-      this.#direct = plain && prefix.length > 0 && canWriteDirectly(config.values)
+      this.#direct = plain && (prefix.length > 0 || suffix.length > 0) && canWriteDirectly(config.values)
       // The inner query reports to us; we report to pg (through `callback`, which pg may wrap).
       inner.callback = (err, result) => this.#innerDone(err, result)
       this.#inner = inner
@@ -287,36 +305,26 @@ export class TenantQuery {
     this.#connection = connection
     connection.stream.cork?.()
     try {
-      for (const statement of this.#prefix) {
-        const name = statement.name
-        if (name === undefined) {
-          connection.parse({ text: statement.text })
-          connection.bind({ values: statement.values })
-        } else {
-          const prepared = preparedOn(connection)
-          if (!prepared.has(name)) {
-            connection.parse({ text: statement.text, name })
-            prepared.add(name)
-          }
-          // Bind and Execute as one buffer encoded once for this tenant (pg's own _send does the
-          // same stream.write, after the same writable check).
-          const stream = connection.stream
-          if (typeof stream.write === 'function') {
-            statement.wire ??= bindAndExecute(name, statement.values)
-            if (stream.writable !== false) stream.write(statement.wire)
-            continue
-          }
-          connection.bind({ statement: name, values: statement.values })
-        }
-        connection.execute({})
-      }
+      // Named statements are parsed first, before anything runs: a refusal there (42P05) skips the
+      // whole pipeline, and a companion is never left unparsed behind a failing statement.
+      const parsed = new Set<string>()
+      parseNamed(connection, this.#prefix, parsed)
+      parseNamed(connection, this.#suffix, parsed)
+      writeStatements(connection, this.#prefix)
       if (recorded === DIRECT) {
         this.#writeDirect(connection)
-      } else if (recorded.length === 0) {
-        connection.sync()
       } else {
-        for (const [method, args] of recorded) {
+        // An extended-protocol statement ends with its Sync: the suffix goes just before it. A
+        // simple-protocol one (only ever sent with no prefix or suffix) ends with its Query.
+        const last = recorded.length - 1
+        const extended = last < 0 || recorded[last]![0] === 'sync'
+        const body = extended ? recorded.slice(0, Math.max(last, 0)) : recorded
+        for (const [method, args] of body) {
           ;(connection as unknown as Record<string, (...a: unknown[]) => void>)[method]!(...args)
+        }
+        if (extended) {
+          writeStatements(connection, this.#suffix)
+          connection.sync()
         }
       }
     } finally {
@@ -332,7 +340,28 @@ export class TenantQuery {
    * then fails as broken and is never reused.
    */
   #writeDirect(connection: ConnectionLike): void {
-    const error = this.#submitInner(connection)
+    // pg's Query writes its own Sync: the suffix is written just before it, by shadowing the
+    // connection's `sync` for the duration of this synchronous call.
+    let restore: (() => void) | undefined
+    if (this.#suffix.length > 0) {
+      const holder = connection as unknown as Record<string, unknown>
+      const own = Object.prototype.hasOwnProperty.call(holder, 'sync')
+      const sync = connection.sync
+      holder.sync = () => {
+        writeStatements(connection, this.#suffix)
+        sync.call(connection)
+      }
+      restore = () => {
+        if (own) holder.sync = sync
+        else delete holder.sync
+      }
+    }
+    let error: Error | undefined
+    try {
+      error = this.#submitInner(connection)
+    } finally {
+      restore?.()
+    }
     if (error === undefined) return
     ;(connection.stream as { destroy?: (err?: Error) => void }).destroy?.()
     this.#finish(error)
@@ -373,7 +402,7 @@ export class TenantQuery {
     const submitted = connection.submittedNamedStatements
     const name = this.#userName
     const hadSubmitted = name !== undefined && submitted !== undefined && name in submitted
-    const recorder = new Recorder(connection, this.#prefix.length > 0)
+    const recorder = new Recorder(connection, this.#prefix.length > 0 || this.#suffix.length > 0)
     const error = this.#submitInner(recorder)
     if (error !== undefined) {
       // Nothing was written: forget a statement name the inner query marked as submitted.
@@ -389,18 +418,24 @@ export class TenantQuery {
   }
 
   handleDataRow(msg: unknown): void {
-    // The prefix is executed without Describe; its rows (set_config's) are not the caller's.
-    if (this.#completes >= this.#prefix.length) this.#inner?.handleDataRow(msg)
-    else this.#hooks.prefixRow?.((msg as { fields?: unknown[] }).fields?.at(-1))
+    // Prefix and suffix are executed without Describe; their rows (set_config's) are not the caller's.
+    if (this.#completes < this.#prefix.length) this.#hooks.prefixRow?.((msg as { fields?: unknown[] }).fields?.at(-1))
+    else if (!this.#userDone) this.#inner?.handleDataRow(msg)
   }
 
   handleCommandComplete(msg: unknown, connection: unknown): void {
     const inPrefix = this.#completes < this.#prefix.length
     this.#completes += 1
-    if (!inPrefix) this.#inner?.handleCommandComplete(msg, connection)
+    if (inPrefix || this.#userDone) return
+    // With a suffix, the caller's statement is one Execute: one CommandComplete, then the suffix's.
+    // Without one it may be several statements on the simple protocol, each with its own.
+    if (this.#suffix.length > 0) this.#userDone = true
+    this.#inner?.handleCommandComplete(msg, connection)
   }
 
   handleEmptyQuery(connection: unknown): void {
+    if (this.#completes < this.#prefix.length || this.#userDone) return
+    if (this.#suffix.length > 0) this.#userDone = true
     this.#inner?.handleEmptyQuery(connection)
   }
 
@@ -424,11 +459,13 @@ export class TenantQuery {
     if (this.#settled || this.#pendingError !== undefined) return
     let error = err
     if (this.#completes < this.#prefix.length && this.#connection !== undefined) {
-      const statement = this.#prefix[this.#completes]
       const code = (err as { code?: unknown } | null)?.code
-      if (statement?.name !== undefined && typeof code === 'string' && PREPARED_REFUSED.has(code)) {
-        // Our own optimisation failed, not the tenant: the server skipped everything up to Sync.
-        preparedOn(this.#connection).delete(statement.name)
+      const named = [...this.#prefix, ...this.#suffix].filter((statement) => statement.name !== undefined)
+      if (named.length > 0 && typeof code === 'string' && PREPARED_REFUSED.has(code)) {
+        // Our own optimisation failed, not the tenant (a named statement's Parse or the prefix's
+        // Bind was refused): the server skipped everything up to Sync. Parse them all next time.
+        const prepared = preparedOn(this.#connection)
+        for (const statement of named) prepared.delete(statement.name!)
         this.preparedRefused = true
       } else {
         error = this.#hooks.prefixFailed?.(err) ?? err
@@ -437,6 +474,16 @@ export class TenantQuery {
       // otherwise believe it submitted and never send its Parse again.
       const submitted = this.#connection.submittedNamedStatements
       if (this.#markedSubmitted && submitted !== undefined) delete submitted[this.#userName!]
+    } else if (this.#userDone && this.#connection !== undefined) {
+      // A suffix statement failed after the caller's statement had run: that statement was rolled
+      // back with its (implicit) transaction. The caller sees this error, never its result.
+      this.suffixFailed = true
+      const statement = this.#suffix[this.#completes - this.#prefix.length - 1]
+      const code = (err as { code?: unknown } | null)?.code
+      if (statement?.name !== undefined && typeof code === 'string' && PREPARED_REFUSED.has(code)) {
+        preparedOn(this.#connection).delete(statement.name)
+        this.preparedRefused = true
+      }
     } else if (this.#inner !== undefined && this.#connection !== undefined) {
       // The inner query may substitute a row-parsing error it met earlier.
       const inner = this.#inner
@@ -496,6 +543,49 @@ export class TenantQuery {
     this.#settled = true
     if (err !== null && err !== undefined) this.#detach()
     this.callback(err === null || err === undefined ? null : (err as Error), result)
+  }
+}
+
+/**
+ * Parses the named statements of a prefix or suffix that this connection does not hold yet. A
+ * statement with a `unit` is parsed exactly when its unit is (in this pipeline, or because the
+ * connection does not hold it), and never tracked on its own.
+ */
+function parseNamed(connection: ConnectionLike, statements: readonly PrefixStatement[], parsed: Set<string>): void {
+  for (const statement of statements) {
+    const { name, unit } = statement
+    if (name === undefined) continue
+    const prepared = preparedOn(connection)
+    if (unit === undefined ? prepared.has(name) : !parsed.has(unit) && prepared.has(unit)) continue
+    connection.parse({ text: statement.text, name })
+    if (unit === undefined) prepared.add(name)
+    parsed.add(name)
+  }
+}
+
+/**
+ * Writes statements of a prefix or suffix: Bind and Execute (named statements were parsed first,
+ * by `parseNamed`; unnamed ones are parsed here); no Describe (their rows are not the caller's)
+ * and no Sync.
+ */
+function writeStatements(connection: ConnectionLike, statements: readonly PrefixStatement[]): void {
+  for (const statement of statements) {
+    const name = statement.name
+    if (name === undefined) {
+      connection.parse({ text: statement.text })
+      connection.bind({ values: statement.values })
+    } else {
+      // Bind and Execute as one buffer encoded once per statement and values (pg's own _send does
+      // the same stream.write, after the same writable check).
+      const stream = connection.stream
+      if (typeof stream.write === 'function') {
+        statement.wire ??= bindAndExecute(name, statement.values)
+        if (stream.writable !== false) stream.write(statement.wire)
+        continue
+      }
+      connection.bind({ statement: name, values: statement.values })
+    }
+    connection.execute({})
   }
 }
 
@@ -580,4 +670,18 @@ function isServerError(err: unknown): boolean {
 
 function emptyResult(): QueryResultLike {
   return { command: '', rowCount: null, rows: [], fields: [] }
+}
+
+/**
+ * The transaction status of the last ReadyForQuery a connection received, once pg-tenant has sent
+ * a statement on it (for submittables of the caller's own, such as pg-cursor, that report nothing).
+ */
+export function lastStatus(connection: unknown): TransactionStatus | undefined {
+  const status = (connection as { [STATUS]?: string | null } | null)?.[STATUS]
+  return status === 'I' || status === 'T' || status === 'E' ? status : undefined
+}
+
+/** Starts tracking the transaction status of a connection a caller's submittable is handed. */
+export function watchStatus(connection: unknown): void {
+  if (typeof (connection as ConnectionLike | null)?.prependListener === 'function') trackStatus(connection as ConnectionLike)
 }

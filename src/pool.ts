@@ -6,14 +6,16 @@ import { currentBinding, runBound, type Binding } from './context.js'
 import { PoolMonitor, type TenantPoolStats } from './diagnostics.js'
 import { checkRls, type Finding, type PoolDoctorOptions } from './doctor.js'
 import type { PgPoolLike, QueryConfigLike, QueryResultLike, Row } from './driver.js'
-import { createPoolFacade, OwnedClient, ScopeClient, type TenantClient } from './pg-pool.js'
+import { createPoolFacade, PoolClient, ScopeClient, type TenantClient } from './pg-pool.js'
 import {
   InvalidOptionsError,
   InvalidQueryError,
   ScopeClosedError,
   TenantMismatchError,
+  TenantPoolError,
   TenantRequiredError,
 } from './errors.js'
+import { ResetPlan } from './reset.js'
 import {
   isSubmittable,
   NO_TENANT,
@@ -22,7 +24,7 @@ import {
   type ScopeMode,
   type Submittable,
 } from './scope.js'
-import { hasSeveralStatements } from './statements.js'
+import { analyzeSql, findControl, type TransactionControl } from './statements.js'
 import {
   DEFAULT_MAX_VALUE_LENGTH,
   resolveTenant,
@@ -140,6 +142,8 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
       maxValueLength,
     }
     this.#state.monitor = new PoolMonitor(rate, this.#rules.setting)
+    this.#state.reset = new ResetPlan(this.#rules.setting)
+    this.#state.report = (error) => reportError(pool, error)
   }
 
   /**
@@ -244,11 +248,20 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
     if (bound.kind === 'scope') {
       return isSubmittable(config) ? bound.scope.submit(config) : bound.scope.query(config)
     }
-    const scope = new Scope(this.#pool, bound.kind === 'identity' ? bound.tenant : NO_TENANT, 'single', this.#state)
-    if (isSubmittable(config)) return submitAlone(scope, config)
+    if (isSubmittable(config)) return submitAlone(this.#lone(bound), config)
+    const shape = analyzeSql(config.text)
+    // A lone statement runs in a transaction of its own: transaction control cannot mean anything.
+    const control = findControl(shape, LONE_REFUSED)
+    if (control !== undefined) return Promise.reject(loneControlError(control))
+    const scope = this.#lone(bound)
     // Several statements in one text cannot share the tenant's trip: they run in a transaction.
-    if (hasSeveralStatements(config.text)) return settle(scope, () => scope.query(config))
+    if (shape.several) return settle(scope, () => scope.query(config, shape))
     return scope.runAlone(config)
+  }
+
+  /** A scope for one statement under `runWithTenant` or `withoutTenant`. */
+  #lone(bound: Binding): Scope {
+    return new Scope(this.#pool, bound.kind === 'identity' ? bound.tenant : NO_TENANT, 'single', this.#state)
   }
 
   /**
@@ -298,10 +311,13 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
    * - `db.pool.query(...)` is `db.query(...)`, in promise and callback forms.
    * - `db.pool.connect()` inside `withTenant` hands out the scope's own client: `release()` keeps
    *   it in the scope, and the ORM's BEGIN / COMMIT / ROLLBACK become SAVEPOINT / RELEASE /
-   *   ROLLBACK TO, so an ORM transaction nests inside the scope. Inside `runWithTenant` it hands
-   *   out a client of the caller's own, with the tenant applied at session level and reset
-   *   before it goes back (the ORM's transactions work as usual; this needs session pooling
-   *   behind PgBouncer). With no tenant bound it rejects with `TenantRequiredError`.
+   *   ROLLBACK TO, so an ORM transaction nests inside the scope. Under `runWithTenant` it checks
+   *   out one pg client for the caller that holds no tenant state at session level: each
+   *   autocommit statement is a single-trip scoped query (as `db.query`), and the caller's own
+   *   BEGIN opens a transaction whose tenant is applied transaction-locally with its next
+   *   statement (after any `SET TRANSACTION`); COMMIT carries the reset. Safe behind PgBouncer in
+   *   transaction mode. Its `notice`, `notification`, `error` and `end` events reach listeners
+   *   attached to it. With no tenant bound it rejects with `TenantRequiredError`.
    * - `end`, `on`/`off`, `totalCount`, `idleCount` and `waitingCount` pass through.
    *
    * @example
@@ -326,9 +342,15 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
       if (bound.scope.closed) return Promise.reject(new ScopeClosedError())
       return Promise.resolve(new ScopeClient(bound.scope))
     }
-    if (this.#state.sessionPoolingError) return Promise.reject(this.#state.sessionPoolingError)
     const tenant = bound.kind === 'identity' ? bound.tenant : NO_TENANT
-    return Promise.resolve(new OwnedClient(new Scope(this.#pool, tenant, 'session', this.#state)))
+    const scope = new Scope(this.#pool, tenant, 'client', this.#state)
+    return scope.open().then(
+      () => new PoolClient(scope, this.#state.report!),
+      async (err: unknown) => {
+        await scope.close(true, err).catch(() => undefined)
+        throw err
+      },
+    )
   }
 
   /**
@@ -377,7 +399,12 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
    * result is immutable, and the same id always resolves the same way under this pool's rules.
    */
   #resolve(tenant: Tenant): ResolvedTenant {
-    if (typeof tenant !== 'string') return resolveTenant(tenant, this.#rules)
+    if (typeof tenant !== 'string') {
+      const resolved = resolveTenant(tenant, this.#rules)
+      // Every setting a tenant writes is reset on every connection this pool gives back.
+      this.#state.reset!.add(resolved.settings.map(([name]) => name))
+      return resolved
+    }
     let resolved = this.#resolved.get(tenant)
     if (resolved === undefined) {
       resolved = resolveTenant(tenant, this.#rules)
@@ -396,6 +423,33 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
 
 // Tenant ids remembered by #resolve: enough for a busy server's working set, small in memory.
 const RESOLVED_CACHE_SIZE = 4096
+
+// Transaction control has no meaning in a lone statement, which runs in a transaction of its own.
+const LONE_REFUSED = new Set<TransactionControl>(['begin', 'commit', 'rollback', 'chain', 'prepare', 'set-transaction', 'savepoint'])
+
+function loneControlError(control: TransactionControl): InvalidQueryError {
+  return new InvalidQueryError(
+    `a lone db.query runs in a transaction of its own, so ${control === 'begin' ? 'BEGIN' : 'transaction control'} ` +
+      'cannot mean anything there: use db.transaction() or withTenant() for a transaction, or db.pool.connect() ' +
+      'for a client that keeps one',
+  )
+}
+
+/**
+ * Reports what no caller can receive (a `db.pool.connect()` client's release): on the pool's
+ * 'error' event when it has listeners, as a process warning otherwise (an 'error' event nobody
+ * listens for would crash the process).
+ */
+function reportError(pool: PgPoolLike, error: unknown): void {
+  const emitter = pool as unknown as { listenerCount?: (event: string) => number; emit?: (event: string, ...args: unknown[]) => boolean }
+  const err = error instanceof Error ? error : new Error(String(error))
+  if (typeof emitter.emit === 'function' && (emitter.listenerCount?.('error') ?? 0) > 0) {
+    emitter.emit('error', err)
+    return
+  }
+  const code = err instanceof TenantPoolError ? `PG_TENANT_${err.code}` : 'PG_TENANT_RELEASE_FAILED'
+  process.emitWarning(err.message, { type: 'PgTenantWarning', code })
+}
 
 /** Queues a submittable in a scope of its own, closed when pg is done with it. */
 async function submitAlone<S extends Submittable>(scope: Scope, submittable: S): Promise<S> {

@@ -1,14 +1,27 @@
 /**
- * One tenant scope: at most one pooled client, taken lazily on the first query, and the security
- * code that decides whether that client may go back to the pool.
+ * One tenant scope: at most one pooled client, and the security code that decides what each
+ * statement carries and whether that client may go back to the pool.
  *
- * Every statement a scope sends is a `TenantQuery` (pipeline.ts), so the scope always knows the
- * transaction status from the ReadyForQuery that answered it, and a guard checked when pg is about
- * to write a statement refuses it if the tenant could not be applied or the scope's transaction
- * has ended. A client is returned with `release()` only when its state is confirmed clean: the
- * last ReadyForQuery said idle, no socket error or unanswered statement was seen, and (scope
- * `session`) RESET ROLE plus a RESET of every setting written succeeded. Anything else destroys it
- * with `release(true)`.
+ * A scope runs one statement at a time, in the order they were issued (its own queue, so pg's
+ * queue never holds two of them), and plans each statement when its turn comes, from the
+ * transaction status the server reported for the one before: which tenant statements ride in front
+ * of it (the prefix) and which reset rides behind it (the suffix), all before one Sync.
+ *
+ * Four kinds share this lifecycle:
+ * - `'single'`: one `db.query` under `runWithTenant` or `withoutTenant`. The tenant's
+ *   `set_config(..., true)`, the statement and the reset go in one round trip (`runAlone`).
+ * - `'transaction'`: `withTenant` (default) and `db.transaction`. BEGIN and the tenant ride with the
+ *   first statement; COMMIT and the reset share the last round trip. Transaction control that
+ *   would end the scope's transaction is refused.
+ * - `'session'`: `withTenant` with `scope: 'session'`. The tenant is written at session level on
+ *   first use and reset, with a check of the backend, before release.
+ * - `'client'`: a `db.pool.connect()` client under `runWithTenant`. It holds no tenant state at
+ *   session level, ever: an autocommit statement is a single-trip scoped query, and the tenant is
+ *   applied transaction-locally inside the caller's own transactions.
+ *
+ * A client is returned with `release()` only when its state is confirmed clean: the last
+ * ReadyForQuery said idle, no socket error or unanswered statement was seen, and the statements
+ * that end the scope succeeded. Anything else destroys it with `release(true)`.
  */
 import { AsyncResource } from 'node:async_hooks'
 import { releaseVerdict, type ReleaseVerdict } from './canary.js'
@@ -17,22 +30,27 @@ import { ScopeTrace, uncleanVerdict, type PoolMonitor } from './diagnostics.js'
 import type { PgClientLike, PgPoolLike, QueryConfigLike, QueryResultLike } from './driver.js'
 import {
   InvalidOptionsError,
+  InvalidQueryError,
+  ReleaseError,
   RoleSwitchError,
   ScopeClosedError,
   SessionPoolingError,
   TransactionAbortedError,
 } from './errors.js'
 import {
+  lastStatus,
+  preparedName,
   queryClassOf,
   TenantQuery,
-  preparedName,
+  watchStatus,
   type PrefixStatement,
   type QueryClass,
   type TenantQueryHooks,
   type TransactionStatus,
 } from './pipeline.js'
-import { hasSeveralStatements } from './statements.js'
-import { applyStatement, newMemo, resetStatements, type ResolvedTenant } from './tenant.js'
+import type { ResetPlan } from './reset.js'
+import { analyzeSql, findControl, type SqlShape, type TransactionControl } from './statements.js'
+import { applyStatement, newMemo, type ResolvedTenant } from './tenant.js'
 
 /**
  * `'transaction'`: the scope is one transaction and settings are `set_config(..., true)`, gone when
@@ -41,8 +59,11 @@ import { applyStatement, newMemo, resetStatements, type ResolvedTenant } from '.
  */
 export type ScopeMode = 'transaction' | 'session'
 
-/** How a scope runs: a public mode, or `'single'`: one statement in its own implicit transaction. */
-export type ScopeKind = ScopeMode | 'single'
+/**
+ * How a scope runs: a public mode; `'single'`, one statement in its own implicit transaction; or
+ * `'client'`, a `db.pool.connect()` client under `runWithTenant`.
+ */
+export type ScopeKind = ScopeMode | 'single' | 'client'
 
 /** A pg submittable (pg-cursor, pg-query-stream): an object pg hands the connection to. */
 export interface Submittable {
@@ -56,9 +77,17 @@ export function isSubmittable(value: unknown): value is Submittable {
 // SQLSTATEs PostgreSQL raises when `set_config('role', ...)` is refused: no such role (22023,
 // "invalid value for parameter role"; 42704 from SET ROLE), not a member (42501).
 const ROLE_REFUSED = new Set(['42704', '42501', '22023'])
-// "current transaction is aborted, commands ignored until end of transaction block"
-const IN_FAILED_TRANSACTION = '25P02'
 const BEGIN: PrefixStatement = { text: 'BEGIN', values: [] }
+
+// Transaction control each kind refuses before anything is sent (see statements.ts).
+const ALL_CONTROL = new Set<TransactionControl>(['begin', 'commit', 'rollback', 'chain', 'prepare', 'set-transaction', 'savepoint'])
+const ENDS_OR_STARTS = new Set<TransactionControl>(['begin', 'commit', 'rollback', 'chain', 'prepare'])
+const REFUSED: Record<ScopeKind, ReadonlySet<TransactionControl>> = {
+  single: ALL_CONTROL,
+  transaction: ENDS_OR_STARTS,
+  session: new Set(['prepare']),
+  client: new Set(['chain', 'prepare']),
+}
 
 /** A tenant with nothing to apply: used for the explicit `withoutTenant` opt-out. */
 export const NO_TENANT: ResolvedTenant = { input: '', settings: [], role: undefined, key: '[]', memo: newMemo() }
@@ -75,37 +104,73 @@ export interface PoolState {
    * statement (a transaction pooler that switched server connections, DISCARD ALL).
    */
   preparePrefix?: boolean
+  /** The settings this pool writes, and the statement that resets them with the role. */
+  reset?: ResetPlan
+  /**
+   * Where a failure to confirm a client clean is reported when no caller can receive it (a
+   * `db.pool.connect()` client's `release()` returns nothing): the pool's 'error' listeners.
+   */
+  report?: (error: unknown) => void
 }
+
+/** What a statement carries: sent alone first (`head`), then `prefix` + statement + `suffix`. */
+interface Plan {
+  head: PrefixStatement[]
+  prefix: PrefixStatement[]
+  suffix: PrefixStatement[]
+}
+
+const NOTHING: Plan = { head: [], prefix: [], suffix: [] }
+
+/** Events of the pg client passed on to `db.pool.connect()` clients. */
+export const FORWARDED_EVENTS = ['notice', 'notification', 'error', 'end'] as const
+export type ForwardedEvent = (typeof FORWARDED_EVENTS)[number]
+type Forwarder = (event: ForwardedEvent, ...args: unknown[]) => void
 
 export class Scope {
   readonly tenant: ResolvedTenant
   readonly kind: ScopeKind
   readonly #pool: PgPoolLike
   readonly #shared: PoolState
-  // Scope 'session': the backend that took the session settings.
-  #sessionPid: string | undefined
+  readonly #trace: ScopeTrace
   #client: Promise<PgClientLike> | undefined
   #queryClass: QueryClass | undefined
+  // Statements run one at a time: each waits for the one before to settle.
+  #tail: Promise<unknown> = Promise.resolve()
+  // True once the scope began to close: no statement may be issued through it any more.
   #closed = false
-  #broken = false
-  #prefixSent = false
-  // This scope sent BEGIN: it ends with COMMIT or ROLLBACK.
-  #inTransaction = false
-  // The tenant could not be applied: nothing more may run through this scope.
-  #applyError: unknown
-  // The scope's own transaction was ended by a statement sent as a query (COMMIT, ROLLBACK).
-  #transactionEnded = false
+  // --- what the server said about the connection
   // The status of the last ReadyForQuery; 'I' for a fresh checkout (pg-pool hands out idle
   // clients, and pg-tenant returns only those).
   #status: TransactionStatus = 'I'
+  // The socket reported an error, or the server ended the session.
+  #broken = false
   // A statement was written but never answered (query_timeout, lost socket): state unknown.
   #unanswered = false
+  // --- what this scope did on it
+  // The tenant could not be applied: nothing more may run through this scope (transaction and
+  // session kinds; a client's next statement simply tries again).
+  #applyError: unknown
+  // Kinds transaction and single: this scope sent BEGIN and must end the transaction.
+  #began = false
+  // The tenant is in force: in the current transaction (transaction, client) or session (session).
+  #applied = false
+  // Kind transaction: the transaction ended without this scope ending it. Everything is refused.
+  #ended = false
+  // Kind session: the backend that took the session settings.
+  #sessionPid: string | undefined
+  // A caller's submittable (a cursor) holds the connection.
+  #streaming = false
   // The client went back to the pool (released or destroyed).
   #handed = false
+  // The caller released the client with an error: pg destroys it then, and so does pg-tenant.
+  #destroyRequested = false
+  #savepoints = 0
+  #forwarders: Set<Forwarder> | undefined
+  #forwarding: Array<[ForwardedEvent, (...args: unknown[]) => void]> | undefined
   readonly #onError = () => {
     this.#broken = true
   }
-  readonly #trace: ScopeTrace
 
   constructor(pool: PgPoolLike, tenant: ResolvedTenant, kind: ScopeKind, shared: PoolState = {}) {
     this.#pool = pool
@@ -120,20 +185,27 @@ export class Scope {
     return this.#closed
   }
 
-  /**
-   * Sends one statement through this scope's client, checking the client out on first use. The
-   * first statement carries the tenant (and `BEGIN`) in the same round trip where it can.
-   */
-  query(config: QueryConfigLike): Promise<QueryResultLike> {
-    const refused = this.#refusal()
-    return this.#trace.query(config.text, refused ? Promise.reject(refused) : this.#send(config), !refused)
+  /** Takes the client now (kind client: `db.pool.connect()` resolves with a connected client). */
+  async open(): Promise<void> {
+    await this.#acquire()
   }
 
   /**
-   * The whole life of a `'single'` scope whose statement can share the tenant's trip: check a
-   * client out, send the tenant's `set_config` and the statement with one Sync, give the client
-   * back (or destroy it) by the same rules as {@link Scope.close}, then settle. Callbacks rather
-   * than awaits, because this is the hot path of `runWithTenant` + `db.query`.
+   * Sends one statement through this scope's client, checking the client out on first use.
+   * Refused at once (nothing sent) when the scope has closed, its tenant could not be applied, or
+   * the statement is transaction control this kind of scope cannot allow.
+   */
+  query(config: QueryConfigLike, shape: SqlShape = analyzeSql(config.text)): Promise<QueryResultLike> {
+    const refused = this.#refusal() ?? this.#refuseControl(shape)
+    if (refused !== undefined) return this.#trace.query(config.text, Promise.reject(refused), false)
+    return this.#trace.query(config.text, this.#enqueue(() => this.#run(config, shape)), true)
+  }
+
+  /**
+   * The whole life of a `'single'` scope whose statement is one statement: check a client out,
+   * send the tenant's `set_config`, the statement and the reset with one Sync, give the client back
+   * (or destroy it) by the same rules as {@link Scope.close}, then settle. Callbacks rather than
+   * awaits, because this is the hot path of `runWithTenant` + `db.query`.
    */
   runAlone(config: QueryConfigLike): Promise<QueryResultLike> {
     const published = this.#trace.queryStarted(config.text, true)
@@ -169,11 +241,10 @@ export class Scope {
       const answer = (client: PgClientLike, query: TenantQuery, err: Error | null, result?: QueryResultLike) => {
         try {
           this.#saw(query, err)
-          if (query.preparedRefused && !this.#broken && !this.#unanswered && this.#status === 'I') {
+          if (this.#canResend(query)) {
             // The server refused the prepared tenant statement and skipped everything after it:
             // nothing ran. Send the same again, parsed unnamed, and stop preparing on this pool.
             this.#shared.preparePrefix = false
-            this.#prefixSent = false
             send(client)
             return
           }
@@ -187,9 +258,10 @@ export class Scope {
         }
       }
       const send = (client: PgClientLike) => {
-        const query: TenantQuery = this.#tenantQuery(config, this.#takePrefix(true, true), (err, result) =>
-          context.runInAsyncScope(answer, undefined, client, query, err, result),
-        )
+        const { prefix, suffix } = this.#singleTrip()
+        const hooks = this.#hooks(false, false)
+        hooks.settled = (err, result) => context.runInAsyncScope(answer, undefined, client, query, err, result)
+        const query: TenantQuery = new TenantQuery(this.#queryClass, config, prefix, hooks, suffix)
         client.query(query)
       }
       checkoutWith(this.#pool, this.#onError, (checkoutError, client) =>
@@ -211,137 +283,401 @@ export class Scope {
 
   /**
    * Sends a pg submittable (pg-cursor, pg-query-stream) through this scope. It cannot share a
-   * round trip, so the tenant goes first in a statement of its own, inside a transaction.
-   * `finished` resolves when pg is done with it.
+   * round trip, so the tenant goes first in a statement of its own, inside a transaction; the
+   * scope's next statement waits until pg is done with it. `finished` is called then.
    */
-  async submit<S extends Submittable>(submittable: S, finished?: () => void): Promise<S> {
+  submit<S extends Submittable>(submittable: S, finished?: () => void): Promise<S> {
     const refused = this.#refusal()
-    if (refused) throw refused
-    const client = await this.#acquire()
-    this.#sendHead(client, this.#takePrefix(false))
-    const scope = this
-    const guarded = new Proxy(submittable, {
-      get(target, prop, receiver) {
-        const value = Reflect.get(target, prop, receiver)
-        if (prop === 'submit') {
-          return (connection: unknown) => scope.#guard() ?? target.submit.call(receiver, connection)
-        }
-        if ((prop === 'handleReadyForQuery' || prop === 'handleError') && typeof value === 'function') {
-          return (...args: unknown[]) => {
-            try {
-              return value.apply(receiver, args)
-            } finally {
-              finished?.()
-            }
-          }
-        }
-        return value
-      },
+    if (refused !== undefined) return Promise.reject(refused)
+    let release!: () => void
+    const held = new Promise<void>((resolve) => {
+      release = resolve
     })
-    client.query(guarded)
-    return submittable
+    const started = this.#tail.then(async () => {
+      const client = await this.#acquire()
+      const head = this.#planSubmittable()
+      try {
+        if (head.length > 0) await this.#sendHead(client, head)
+        const stillRefused = this.#refusal(false)
+        if (stillRefused !== undefined) throw stillRefused
+      } catch (err) {
+        if (this.kind === 'client' && this.#began) {
+          this.#began = false
+          await this.#endOwnTransaction(client)
+        }
+        throw err
+      }
+      this.#streaming = true
+      client.query(this.#guarded(submittable, () => {
+        this.#streaming = false
+        release()
+        finished?.()
+      }))
+      return submittable
+    })
+    started.catch(() => release())
+    // The turn is held until the submittable is done; a client's autocommit cursor then commits.
+    this.#tail = started.then(
+      () => held.then(() => this.#afterStream()),
+      () => undefined,
+    )
+    return started
   }
 
-  #refusal(): unknown {
-    if (this.#closed) return new ScopeClosedError()
+  /**
+   * Runs `fn` as a transaction inside this scope: `BEGIN` for the outermost transaction of a
+   * session scope, a `SAVEPOINT` otherwise (a transaction scope already is one transaction).
+   */
+  async transaction<T>(depth: number, fn: () => Promise<T>): Promise<T> {
+    if (this.kind !== 'transaction' && depth === 0) return this.#sessionTransaction(fn)
+    const savepoint = await this.savepoint()
+    let result: T
+    try {
+      result = await fn()
+    } catch (err) {
+      // If the undo fails, the connection state is unknown: close() checks it and destroys.
+      await this.rollbackToSavepoint(savepoint).catch(() => undefined)
+      throw err
+    }
+    // An error the callback caught left the transaction aborted: RELEASE would fail with 25P02.
+    if (this.#status === 'E') {
+      await this.rollbackToSavepoint(savepoint)
+      throw new TransactionAbortedError()
+    }
+    await this.releaseSavepoint(savepoint)
+    return result
+  }
+
+  async #sessionTransaction<T>(fn: () => Promise<T>): Promise<T> {
+    await this.query({ text: 'BEGIN' })
+    let result: T
+    try {
+      result = await fn()
+    } catch (err) {
+      await this.query({ text: 'ROLLBACK' }).catch(() => undefined)
+      throw err
+    }
+    const done = await this.query({ text: 'COMMIT' })
+    // COMMIT of a transaction aborted by an error the callback caught answers ROLLBACK.
+    if (done.command === 'ROLLBACK') throw new TransactionAbortedError()
+    return result
+  }
+
+  /** Opens a savepoint in this scope's transaction; resolves with its name. */
+  async savepoint(): Promise<string> {
+    const name = `pg_tenant_${++this.#savepoints}`
+    await this.query({ text: `SAVEPOINT ${name}` })
+    return name
+  }
+
+  /** Keeps what was done since the savepoint. */
+  async releaseSavepoint(name: string): Promise<void> {
+    await this.query({ text: `RELEASE SAVEPOINT ${name}` })
+  }
+
+  /** Undoes what was done since the savepoint, and drops it. */
+  async rollbackToSavepoint(name: string): Promise<void> {
+    await this.query({ text: `ROLLBACK TO SAVEPOINT ${name}` })
+    await this.query({ text: `RELEASE SAVEPOINT ${name}` })
+  }
+
+  /**
+   * Passes the pg client's `notice`, `notification`, `error` and `end` events to `forward` while
+   * this scope holds the client. Returns what stops it.
+   */
+  forwardEvents(forward: Forwarder): () => void {
+    ;(this.#forwarders ??= new Set()).add(forward)
+    void this.#client?.then((client) => this.#startForwarding(client), () => undefined)
+    return () => {
+      this.#forwarders?.delete(forward)
+    }
+  }
+
+  /**
+   * Ends the scope. `failed`: the scope's callback threw (or a client's user released it with an
+   * error), so its work is rolled back. Resolves with nothing, or rejects with what the caller must
+   * see when the callback itself succeeded: the COMMIT's error (unchanged from PostgreSQL) or a
+   * TransactionAbortedError. `reason`: the callback's error, for diagnostics. `destroy`: the
+   * client is destroyed whatever its state (a client released with an error, as pg does).
+   */
+  async close(failed: boolean, reason?: unknown, destroy = false): Promise<void> {
+    let error: unknown
+    try {
+      await this.#close(failed, destroy)
+    } catch (err) {
+      error = err
+      throw err
+    } finally {
+      this.#trace.ended(failed, failed ? reason : error)
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Statements
+
+  #enqueue<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.#tail.then(task, task)
+    this.#tail = run.then(
+      () => undefined,
+      () => undefined,
+    )
+    return run
+  }
+
+  /** Why nothing may be sent through this scope now, if anything. */
+  #refusal(checkClosed = true): unknown {
+    if (checkClosed && this.#closed) return new ScopeClosedError()
     if (this.#applyError !== undefined) return this.#applyError
-    if (this.#transactionEnded) return endedError()
+    if (this.#ended) return endedError()
     return undefined
   }
 
-  async #send(config: QueryConfigLike): Promise<QueryResultLike> {
+  /** Transaction control this kind of scope cannot let through, refused before anything is sent. */
+  #refuseControl(shape: SqlShape): InvalidQueryError | undefined {
+    const refused = REFUSED[this.kind]
+    let control = findControl(shape, refused)
+    if (control === undefined && shape.several && this.kind === 'client') control = findControl(shape, ENDS_OR_STARTS)
+    if (control === undefined) return undefined
+    return new InvalidQueryError(refusalMessage(this.kind, control, shape.several))
+  }
+
+  async #run(config: QueryConfigLike, shape: SqlShape): Promise<QueryResultLike> {
     const client = await this.#acquire()
-    // A statement that is several statements in one text cannot be Parsed with others: it goes
-    // after the tenant, in a transaction, on the simple protocol.
-    const pipelinable = !hasSeveralStatements(config.text)
-    const prefix = this.#takePrefix(pipelinable)
-    const pipelined = pipelinable && this.kind !== 'session'
-    if (!pipelined) this.#sendHead(client, prefix)
-    const query = this.#tenantQuery(config, pipelined ? prefix : [])
-    client.query(query)
-    return this.#answer(query)
-  }
-
-  /** The prefix the next statement must carry, or none once it has been sent. */
-  #takePrefix(pipelinable: boolean, prepare = false): PrefixStatement[] {
-    if (this.#prefixSent) return []
-    this.#prefixSent = true
-    const hasTenant = this.tenant.settings.length > 0 || this.tenant.role !== undefined
-    // A session scope writes session-level settings in a statement of its own: piggybacked on a
-    // statement that fails, they would be rolled back with it and later statements would run bare.
-    const session = this.kind === 'session'
-    // The session apply also reports its backend, compared with the one that answers the RESET.
-    if (this.kind === 'single' && pipelinable && hasTenant && prepare && this.#shared.preparePrefix !== false) {
-      // A lone query can be sent again if the server refuses the prepared statement (runAlone).
-      const memo = this.tenant.memo
-      if (memo.prepared === undefined) {
-        const statement = applyStatement(this.tenant, true)
-        memo.prepared = { ...statement, name: preparedName(statement.text) }
-      }
-      return [memo.prepared]
+    const refused = this.#refusal(false)
+    if (refused !== undefined) throw refused
+    if (shape.several && (this.kind === 'single' || (this.kind === 'client' && this.#status === 'I'))) {
+      return this.#autocommitSeveral(client, config)
     }
-    const apply = hasTenant ? [applyStatement(this.tenant, !session, session)] : []
-    if (this.kind === 'session' || (this.kind === 'single' && pipelinable)) return apply
-    this.#inTransaction = true
-    return [BEGIN, ...apply]
+    const plan = this.#plan(shape)
+    if (plan.head.length > 0) await this.#sendHead(client, plan.head)
+    let { prefix, suffix } = plan
+    for (;;) {
+      const query = new TenantQuery(this.#queryClass, config, prefix, this.#hooks(true, this.#stickyApply()), suffix)
+      client.query(query)
+      try {
+        return await this.#answer(query)
+      } catch (err) {
+        if (!this.#canResend(query)) throw err
+        this.#shared.preparePrefix = false
+        ;({ prefix, suffix } = this.#singleTrip())
+      }
+    }
   }
 
-  /** Sends the prefix alone; a failure is seen by the next statement's guard. */
-  #sendHead(client: PgClientLike, prefix: PrefixStatement[]): void {
-    if (prefix.length === 0) return
-    const head = new TenantQuery(undefined, undefined, prefix, this.#hooks(false))
-    client.query(head)
-    this.#answer(head).catch(() => undefined)
+  /**
+   * Several statements in one text, outside a transaction: they cannot share the tenant's trip
+   * (the simple protocol runs them), so they run in a transaction of their own: BEGIN and the
+   * tenant, the text, then COMMIT with the reset (or ROLLBACK).
+   */
+  async #autocommitSeveral(client: PgClientLike, config: QueryConfigLike): Promise<QueryResultLike> {
+    let result: QueryResultLike | undefined
+    let failure: unknown
+    try {
+      await this.#sendHead(client, [BEGIN, ...this.#apply(true)], false)
+      result = await this.#answer(this.#send(client, config, [], [], true))
+    } catch (err) {
+      failure = err
+    }
+    await this.#endOwnTransaction(client)
+    if (result === undefined) throw failure
+    return result
   }
 
-  #tenantQuery(config: QueryConfigLike, prefix: PrefixStatement[], settled?: TenantQueryHooks['settled']): TenantQuery {
-    const hooks: TenantQueryHooks = this.#hooks(prefix.length === 0)
-    if (settled !== undefined) hooks.settled = settled
-    return new TenantQuery(this.#queryClass, config, prefix, hooks)
+  /**
+   * Ends a transaction the scope opened for the caller's autocommit work: COMMIT with the reset
+   * when it is intact, ROLLBACK when it is aborted. Its own failure is left for the release
+   * decision (the status, or a broken connection) to see.
+   */
+  async #endOwnTransaction(client: PgClientLike): Promise<void> {
+    if (this.#broken || this.#unanswered || this.#status === 'I') return
+    const commit = this.#status === 'T'
+    const end = this.#send(client, { text: commit ? 'COMMIT' : 'ROLLBACK' }, [], commit ? [this.#reset()] : [], false)
+    await this.#answer(end).catch(() => undefined)
   }
 
-  #hooks(guarded: boolean): TenantQueryHooks {
+  /** What the next statement carries, from the kind of scope and the current transaction status. */
+  #plan(shape: SqlShape): Plan {
+    const control = shape.several ? undefined : shape.controls[0]
+    let plan: Plan
+    switch (this.kind) {
+      case 'transaction':
+        plan = this.#planTransaction(control)
+        break
+      case 'session':
+        plan = this.#applied || !this.#hasTenant() ? NOTHING : { head: [applyStatement(this.tenant, false, true)], prefix: [], suffix: [] }
+        this.#applied = true
+        return plan
+      case 'client':
+        plan = this.#planClient(control)
+        break
+      default:
+        plan = this.#planTransaction(control) // 'single' with a statement that is not alone: a cursor
+    }
+    // Several statements cannot be parsed with others: whatever goes in front goes alone first.
+    if (shape.several && plan.prefix.length > 0) return { head: plan.prefix, prefix: [], suffix: plan.suffix }
+    return plan
+  }
+
+  #planTransaction(control: TransactionControl | undefined): Plan {
+    const prefix: PrefixStatement[] = []
+    if (!this.#began) {
+      this.#began = true
+      prefix.push(BEGIN)
+    }
+    // SET TRANSACTION must come before the transaction's first query, and set_config is one.
+    if (!this.#applied && control !== 'set-transaction') {
+      prefix.push(...this.#apply(true))
+      this.#applied = true
+    }
+    return { head: [], prefix, suffix: [] }
+  }
+
+  #planClient(control: TransactionControl | undefined): Plan {
+    if (this.#status === 'I') {
+      // Transaction control goes as it is: BEGIN opens the caller's transaction, and the tenant
+      // rides with its first statement.
+      if (control !== undefined) return NOTHING
+      return { head: [], ...this.#singleTrip() }
+    }
+    // In a transaction: COMMIT carries the reset (what the transaction wrote at session level
+    // persists past it); ROLLBACK undoes everything by itself.
+    if (control === 'commit') return { head: [], prefix: [], suffix: [this.#reset()] }
+    if (this.#status === 'E' || this.#applied) return NOTHING
+    if (control === 'begin' || control === 'set-transaction' || control === 'rollback') return NOTHING
+    this.#applied = true
+    return { head: [], prefix: this.#apply(true), suffix: [] }
+  }
+
+  /** A submittable's head: it needs the tenant applied in a transaction, before it starts. */
+  #planSubmittable(): PrefixStatement[] {
+    switch (this.kind) {
+      case 'session':
+        return this.#plan({ several: false, controls: [undefined] }).head
+      case 'client':
+        if (this.#status === 'I') {
+          this.#began = true // the client's own cursor transaction, committed by #afterStream
+          this.#applied = true
+          return [BEGIN, ...this.#apply(true)]
+        }
+        return this.#planClient(undefined).prefix
+      default:
+        return this.#planTransaction(undefined).prefix
+    }
+  }
+
+  /** After a caller's submittable finished: a client ends the transaction opened for it. */
+  async #afterStream(): Promise<void> {
+    const client = await this.#client!
+    this.#status = lastStatus(this.#connectionOf(client)) ?? this.#status
+    if (this.kind !== 'client' || !this.#began) return
+    this.#began = false
+    await this.#endOwnTransaction(client)
+  }
+
+  /** The prefix and suffix of a single-trip autocommit statement. */
+  #singleTrip(): { prefix: PrefixStatement[]; suffix: PrefixStatement[] } {
+    if (!this.#hasTenant()) return { prefix: [], suffix: [this.#reset()] }
+    if (this.#shared.preparePrefix === false) return { prefix: this.#apply(true), suffix: [this.#reset()] }
+    // A lone statement can be sent again if the server refuses the prepared statement (runAlone).
+    const memo = this.tenant.memo
+    if (memo.prepared === undefined) {
+      const statement = applyStatement(this.tenant, true)
+      memo.prepared = { ...statement, name: preparedName(statement.text) }
+    }
+    const prefix = memo.prepared
+    return { prefix: [prefix], suffix: [this.#shared.reset?.companionOf(prefix) ?? this.#reset()] }
+  }
+
+  #apply(local: boolean): PrefixStatement[] {
+    return this.#hasTenant() ? [applyStatement(this.tenant, local)] : []
+  }
+
+  #reset(): PrefixStatement {
+    return this.#shared.reset!.statement()
+  }
+
+  #hasTenant(): boolean {
+    return this.tenant.settings.length > 0 || this.tenant.role !== undefined
+  }
+
+  /** Whether a failed tenant statement stops the whole scope (it does, but for a client). */
+  #stickyApply(): boolean {
+    return this.kind !== 'client'
+  }
+
+  /**
+   * A refused prepared statement (26000, 42P05) with nothing run: the same may be sent again,
+   * unnamed. Only for an autocommit statement whose connection is known clean and idle.
+   */
+  #canResend(query: TenantQuery): boolean {
+    return query.preparedRefused && !query.suffixFailed && !this.#broken && !this.#unanswered && this.#status === 'I'
+  }
+
+  /** Sends tenant statements alone; a failure is seen by the next statement's guard. */
+  async #sendHead(client: PgClientLike, head: PrefixStatement[], sticky = this.#stickyApply()): Promise<void> {
+    const query = new TenantQuery(undefined, undefined, head, this.#hooks(false, sticky))
+    client.query(query)
+    try {
+      await this.#answer(query)
+    } catch (err) {
+      if (!sticky) throw err
+      // The apply error is kept: the statement that follows is refused with it.
+    }
+  }
+
+  #send(client: PgClientLike, config: QueryConfigLike, prefix: PrefixStatement[], suffix: PrefixStatement[], guarded: boolean): TenantQuery {
+    const query = new TenantQuery(this.#queryClass, config, prefix, this.#hooks(guarded, this.#stickyApply()), suffix)
+    client.query(query)
+    return query
+  }
+
+  #hooks(guarded: boolean, sticky: boolean): TenantQueryHooks {
     return {
       guard: guarded ? () => this.#guard() : undefined,
-      prefixFailed: (err: unknown) => this.#applyFailed(err),
+      prefixFailed: (err: unknown) => this.#applyFailed(err, sticky),
       prefixRow: (value: unknown) => {
         if (this.kind === 'session') this.#sessionPid = String(value)
       },
       status: (status: TransactionStatus) => {
-        this.#status = status
+        this.#statusIs(status)
       },
     }
+  }
+
+  #statusIs(status: TransactionStatus): void {
+    this.#status = status
+    if (status !== 'I') return
+    // The transaction ended: so did the tenant applied in it.
+    if (this.kind === 'client') this.#applied = false
+    else if (this.kind === 'transaction' && this.#began && !this.#closed) this.#ended = true
   }
 
   /** Checked when pg is about to write a statement: the status is current then. */
   #guard(): Error | undefined {
     if (this.#applyError !== undefined) return asError(this.#applyError)
-    if (this.#inTransaction && this.#status === 'I') {
-      this.#transactionEnded = true
-      return endedError()
-    }
+    if (this.#ended) return endedError()
     return undefined
   }
 
-  #applyFailed(err: unknown): unknown {
+  #applyFailed(err: unknown, sticky: boolean): unknown {
     const role = this.tenant.role
     const code = (err as { code?: unknown } | null)?.code
     const explained =
-      role !== undefined && typeof code === 'string' && ROLE_REFUSED.has(code)
-        ? new RoleSwitchError(role, err)
-        : err
-    this.#applyError = explained
+      role !== undefined && typeof code === 'string' && ROLE_REFUSED.has(code) ? new RoleSwitchError(role, err) : err
+    if (sticky) this.#applyError = explained
+    else if (this.kind === 'client') this.#applied = false
     return explained
   }
 
   async #answer(query: TenantQuery): Promise<QueryResultLike> {
+    let failure: unknown = null
     try {
       return await query.done
     } catch (err) {
-      this.#saw(query, err)
+      failure = err
       throw err
     } finally {
-      this.#saw(query, null)
+      this.#saw(query, failure)
     }
   }
 
@@ -352,6 +688,41 @@ export class Scope {
     const severity = (err as { severity?: unknown } | null)?.severity
     if (severity === 'FATAL' || severity === 'PANIC') this.#broken = true
   }
+
+  /** A caller's submittable, refused if the scope can no longer send, reporting when pg is done. */
+  #guarded<S extends Submittable>(submittable: S, finished: () => void): S {
+    const scope = this
+    let done = false
+    const finish = () => {
+      if (done) return
+      done = true
+      finished()
+    }
+    return new Proxy(submittable, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver)
+        if (prop === 'submit') {
+          return (connection: unknown) => {
+            watchStatus(connection)
+            return scope.#guard() ?? target.submit.call(receiver, connection)
+          }
+        }
+        if ((prop === 'handleReadyForQuery' || prop === 'handleError') && typeof value === 'function') {
+          return (...args: unknown[]) => {
+            try {
+              return value.apply(receiver, args)
+            } finally {
+              finish()
+            }
+          }
+        }
+        return value
+      },
+    })
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The client
 
   #acquire(): Promise<PgClientLike> {
     return (this.#client ??= this.#connect())
@@ -364,6 +735,7 @@ export class Scope {
     const client = await checkout(this.#pool, this.#onError)
     const unsupported = this.#adopt(client)
     if (unsupported !== undefined) throw unsupported
+    if (this.#forwarders !== undefined) this.#startForwarding(client)
     return client
   }
 
@@ -379,65 +751,36 @@ export class Scope {
     )
   }
 
-  /**
-   * Runs `fn` as a transaction inside this scope: `BEGIN` for the outermost transaction of a
-   * session scope, a `SAVEPOINT` otherwise (a transaction scope already is one transaction).
-   */
-  async transaction<T>(depth: number, fn: () => Promise<T>): Promise<T> {
-    const nested = this.kind === 'transaction' || depth > 0
-    const savepoint = `pg_tenant_${depth + 1}`
-    await this.query({ text: nested ? `SAVEPOINT ${savepoint}` : 'BEGIN' })
-    let result: T
-    try {
-      result = await fn()
-    } catch (err) {
-      // If the undo fails, the connection state is unknown: close() checks it and destroys.
-      await this.#undo(nested, savepoint).catch(() => undefined)
-      throw err
-    }
-    // Whether an error the callback caught aborted the transaction is read from the answer to the
-    // closing statement.
-    let aborted: boolean
-    try {
-      const done = await this.query({ text: nested ? `RELEASE SAVEPOINT ${savepoint}` : 'COMMIT' })
-      aborted = done.command === 'ROLLBACK' // COMMIT of an aborted transaction answers ROLLBACK
-    } catch (err) {
-      if ((err as { code?: unknown }).code !== IN_FAILED_TRANSACTION) throw err
-      await this.#undo(nested, savepoint)
-      aborted = true
-    }
-    if (aborted) throw new TransactionAbortedError()
-    return result
+  #connectionOf(client: PgClientLike): unknown {
+    return (client as unknown as { connection?: unknown }).connection
   }
 
-  async #undo(nested: boolean, savepoint: string): Promise<void> {
-    if (!nested) {
-      await this.query({ text: 'ROLLBACK' })
-      return
+  #startForwarding(client: PgClientLike): void {
+    if (this.#forwarding !== undefined || this.#handed) return
+    const emitter = client as unknown as {
+      on(event: string, listener: (...args: unknown[]) => void): unknown
     }
-    await this.query({ text: `ROLLBACK TO SAVEPOINT ${savepoint}` })
-    await this.query({ text: `RELEASE SAVEPOINT ${savepoint}` })
+    this.#forwarding = FORWARDED_EVENTS.map((event) => {
+      const listener = (...args: unknown[]) => {
+        for (const forward of this.#forwarders ?? []) forward(event, ...args)
+      }
+      emitter.on(event, listener)
+      return [event, listener]
+    })
   }
 
-  /**
-   * Ends the scope. `failed`: the scope's callback threw, so its work is rolled back. Resolves with
-   * nothing, or rejects with what the caller must see when the callback itself succeeded: the
-   * COMMIT's error (unchanged from PostgreSQL) or a TransactionAbortedError. `reason`: the
-   * callback's error, for diagnostics.
-   */
-  async close(failed: boolean, reason?: unknown): Promise<void> {
-    let error: unknown
-    try {
-      await this.#close(failed)
-    } catch (err) {
-      error = err
-      throw err
-    } finally {
-      this.#trace.ended(failed, failed ? reason : error)
+  #stopForwarding(client: PgClientLike): void {
+    const emitter = client as unknown as {
+      removeListener(event: string, listener: (...args: unknown[]) => void): unknown
     }
+    for (const [event, listener] of this.#forwarding ?? []) emitter.removeListener(event, listener)
+    this.#forwarding = undefined
   }
 
-  async #close(failed: boolean): Promise<void> {
+  // ---------------------------------------------------------------------------------------------
+  // The end
+
+  async #close(failed: boolean, destroy: boolean): Promise<void> {
     this.#closed = true
     if (this.#client === undefined) return
     let client: PgClientLike
@@ -446,14 +789,90 @@ export class Scope {
     } catch {
       return // the checkout failed: there is no client to give back
     }
-    const known = !this.#broken && !this.#unanswered
+    if (destroy) this.#destroyRequested = true
+    // A caller's cursor still holding the connection cannot be waited for: destroy.
+    if (this.#streaming) destroy = true
+    // Statements issued before the scope closed run first.
+    if (!destroy) await this.#tail
+    const known = !destroy && !this.#broken && !this.#unanswered
     // A transaction whose connection was lost never committed: a callback that swallowed the
     // error and returned must not be told it did.
     const { error, confirmed } = known
       ? await this.#end(client, failed)
-      : { error: this.#inTransaction && !this.#transactionEnded ? lostError() : undefined, confirmed: false }
-    await this.#giveBack(client, confirmed)
+      : { error: this.#began && !this.#ended && this.kind === 'transaction' ? lostError() : undefined, confirmed: false }
+    const back = this.#giveBack(client, confirmed && !destroy)
+    if (back !== undefined) await back
     if (error !== undefined && !failed) throw error
+  }
+
+  /**
+   * Ends the transaction this scope opened, or undoes the session state. `confirmed`: the
+   * statements that restore a clean state succeeded (the status still has the last word).
+   * `error`: what the caller must see if its callback succeeded. Never rejects.
+   */
+  async #end(client: PgClientLike, failed: boolean): Promise<{ error?: unknown; confirmed: boolean }> {
+    switch (this.kind) {
+      case 'session':
+        return this.#endSession(client)
+      case 'client':
+        // Autocommit statements carried their reset, and COMMIT its own. A transaction the caller
+        // left open is rolled back, which undoes everything it wrote.
+        if (this.#status === 'I') return { confirmed: true }
+        return this.#confirm(await this.#exec(client, 'ROLLBACK'))
+      default:
+        return this.#endTransaction(client, failed)
+    }
+  }
+
+  async #endTransaction(client: PgClientLike, failed: boolean): Promise<{ error?: unknown; confirmed: boolean }> {
+    if (!this.#began || this.#ended) return { confirmed: true }
+    if (this.#applyError !== undefined) {
+      // The tenant was never applied: nothing in this transaction may be kept.
+      return { error: this.#applyError, confirmed: (await this.#exec(client, 'ROLLBACK')).error === undefined }
+    }
+    if (failed || this.#status === 'E') {
+      const end = await this.#exec(client, 'ROLLBACK')
+      // The callback returned, but an error it caught had aborted the transaction: nothing was saved.
+      const error = !failed ? new TransactionAbortedError() : undefined
+      return { error, confirmed: end.error === undefined }
+    }
+    // COMMIT, then the reset of whatever the transaction wrote at session level: one round trip.
+    const end = await this.#exec(client, 'COMMIT', [this.#reset()])
+    if (end.error !== undefined) {
+      // e.g. a deferred constraint: PostgreSQL rolled back, and what the transaction set went with
+      // it; the status of the answer decides reuse. The caller sees the error unchanged.
+      return { error: end.error, confirmed: true }
+    }
+    return { confirmed: true }
+  }
+
+  async #endSession(client: PgClientLike): Promise<{ error?: unknown; confirmed: boolean }> {
+    // A transaction the caller opened and left open cannot be confirmed clean: the client is
+    // destroyed, which discards it. Checked when the reset is about to be written.
+    const leftOpen = () =>
+      this.#status === 'I'
+        ? undefined
+        : new TransactionAbortedError('a transaction was left open in a session scope; it was discarded with its connection')
+    // One trip: the reset, then the backend's pid, which must be the one that took the settings.
+    const reset = await this.#exec(client, 'select pg_backend_pid()::text as pid', [], leftOpen, [this.#reset()])
+    if (reset.error instanceof TransactionAbortedError) return { error: reset.error, confirmed: false }
+    if (reset.error !== undefined) return { confirmed: false }
+    if (this.#applied && this.#applyError === undefined && reset.result?.rows[0]?.pid !== this.#sessionPid) {
+      // A transaction-mode pooler moved this session between backends: the settings may still sit
+      // on a server connection that now serves someone else. Say so loudly, and refuse from now on.
+      const error = new SessionPoolingError(
+        `scope "session" was answered by backend ${reset.result?.rows[0]?.pid} after backend ` +
+          `${this.#sessionPid} took its settings: a pooler in transaction mode is in between. ` +
+          "Use scope 'transaction' (safe behind PgBouncer's transaction pooling) or session pooling.",
+      )
+      this.#shared.sessionPoolingError ??= error
+      return { error, confirmed: false }
+    }
+    return { confirmed: true }
+  }
+
+  #confirm(answer: { error?: unknown }): { error?: unknown; confirmed: boolean } {
+    return { confirmed: answer.error === undefined }
   }
 
   /**
@@ -469,7 +888,12 @@ export class Scope {
     }
     const verdict: ReleaseVerdict = clean
       ? { release: true, verified: false }
-      : uncleanVerdict({ broken: this.#broken, unanswered: this.#unanswered, idle: this.#status === 'I' })
+      : uncleanVerdict({
+          broken: this.#broken,
+          unanswered: this.#unanswered,
+          idle: this.#status === 'I',
+          requested: this.#destroyRequested,
+        })
     this.#hand(client, verdict, false)
     return undefined
   }
@@ -478,65 +902,13 @@ export class Scope {
     if (this.#handed) return // a client goes back once, whatever called twice
     this.#handed = true
     client.removeListener('error', this.#onError)
+    this.#stopForwarding(client)
     this.#trace.returned(verdict, checked)
     client.release(verdict.release ? undefined : true)
-  }
-
-  /**
-   * Ends the transaction this scope opened, or undoes the session state. `confirmed`: the
-   * statements that restore a clean state succeeded (the status still has the last word).
-   * `error`: what the caller must see if its callback succeeded. Never rejects.
-   */
-  async #end(client: PgClientLike, failed: boolean): Promise<{ error?: unknown; confirmed: boolean }> {
-    if (this.#inTransaction) {
-      if (this.#transactionEnded) return { confirmed: true }
-      if (this.#applyError !== undefined) {
-        // The tenant was never applied: nothing in this transaction may be kept.
-        const end = await this.#exec(client, 'ROLLBACK')
-        return { error: this.#applyError, confirmed: end.error === undefined }
-      }
-      const end = await this.#exec(client, failed ? 'ROLLBACK' : 'COMMIT')
-      if (end.error !== undefined) {
-        // e.g. a deferred constraint: PostgreSQL rolled back, and SET LOCAL state went with the
-        // transaction; the status of the answer decides reuse. The caller sees the error unchanged.
-        return { error: failed ? undefined : end.error, confirmed: true }
-      }
-      // COMMIT of a transaction aborted by an error the callback caught answers ROLLBACK.
-      const aborted = !failed && end.result?.command === 'ROLLBACK'
-      return { error: aborted ? new TransactionAbortedError() : undefined, confirmed: true }
+    // A client whose release nobody awaits (db.pool.connect()) reports what it could not confirm.
+    if (!verdict.release && this.kind === 'client' && verdict.reason !== 'broken' && verdict.reason !== 'requested') {
+      this.#shared.report?.(new ReleaseError(verdict.reason, verdict.error))
     }
-    if (this.kind !== 'session') return { confirmed: true } // the implicit transaction has ended
-    const hasState = this.tenant.settings.length > 0 || this.tenant.role !== undefined
-    // A transaction the caller opened and left open cannot be confirmed clean: the client is
-    // destroyed, which discards it. Checked when the RESET is about to be written.
-    const leftOpen = () =>
-      this.#status === 'I'
-        ? undefined
-        : new TransactionAbortedError(
-            'a transaction was left open in a session scope; it was discarded with its connection',
-          )
-    // A failed apply changed nothing (set_config failed with its statement's implicit transaction).
-    if (!hasState || this.#applyError !== undefined) {
-      const error = leftOpen()
-      return { error, confirmed: error === undefined }
-    }
-    // One trip: the RESETs, then the backend's pid, which must be the one that took the settings.
-    const resets = resetStatements(this.tenant).map((text) => ({ text, values: [] }))
-    const reset = await this.#exec(client, 'select pg_backend_pid()::text as pid', leftOpen, resets)
-    if (reset.error instanceof TransactionAbortedError) return { error: reset.error, confirmed: false }
-    if (reset.error !== undefined) return { confirmed: false }
-    if (reset.result?.rows[0]?.pid !== this.#sessionPid) {
-      // A transaction-mode pooler moved this session between backends: the settings may still sit
-      // on a server connection that now serves someone else. Say so loudly, and refuse from now on.
-      const error = new SessionPoolingError(
-        `scope "session" was answered by backend ${reset.result?.rows[0]?.pid} after backend ` +
-          `${this.#sessionPid} took its settings: a pooler in transaction mode is in between. ` +
-          "Use scope 'transaction' (safe behind PgBouncer's transaction pooling) or session pooling.",
-      )
-      this.#shared.sessionPoolingError ??= error
-      return { error, confirmed: false }
-    }
-    return { confirmed: true }
   }
 
   /**
@@ -544,7 +916,7 @@ export class Scope {
    * Only a clean answer, on a connection that neither failed nor went unanswered, releases.
    */
   async #verify(client: PgClientLike): Promise<ReleaseVerdict> {
-    const names = this.#trace.checkedSettings()
+    const names = this.#trace.checkedSettings(this.#shared.reset?.names)
     const answer = await this.#exec(client, this.#trace.releaseCheck(names))
     return releaseVerdict(names, answer, this.#status, this.#broken || this.#unanswered)
   }
@@ -552,16 +924,23 @@ export class Scope {
   async #exec(
     client: PgClientLike,
     statement: string | QueryConfigLike,
+    suffix: PrefixStatement[] = [],
     guard?: () => Error | undefined,
     prefix: PrefixStatement[] = [],
   ): Promise<{ result?: QueryResultLike; error?: unknown }> {
     const config = typeof statement === 'string' ? { text: statement } : statement
-    const query = new TenantQuery(this.#queryClass, config, prefix, {
-      guard,
-      status: (status) => {
-        this.#status = status
+    const query = new TenantQuery(
+      this.#queryClass,
+      config,
+      prefix,
+      {
+        guard,
+        status: (status) => {
+          this.#status = status
+        },
       },
-    })
+      suffix,
+    )
     client.query(query)
     try {
       return { result: await this.#answer(query) }
@@ -571,9 +950,30 @@ export class Scope {
   }
 }
 
+function refusalMessage(kind: ScopeKind, control: TransactionControl, several: boolean): string {
+  if (control === 'prepare') return 'PREPARE TRANSACTION is refused in a tenant scope: it would park the transaction and its tenant'
+  if (several) {
+    return 'transaction control inside a text of several statements is refused: send BEGIN, COMMIT and ROLLBACK as statements of their own'
+  }
+  switch (kind) {
+    case 'single':
+      return (
+        'a lone query runs in a transaction of its own, so BEGIN, COMMIT, ROLLBACK and SAVEPOINT cannot mean anything ' +
+        'there: use db.transaction() or withTenant(), or db.pool.connect() for a client that keeps its transaction'
+      )
+    case 'transaction':
+      return (
+        "inside withTenant the scope is one transaction, and this statement would end it and run what follows without the tenant: " +
+        'use db.transaction() for a nested transaction (a SAVEPOINT)'
+      )
+    default:
+      return 'COMMIT AND CHAIN / ROLLBACK AND CHAIN are refused: send COMMIT (or ROLLBACK), then BEGIN'
+  }
+}
+
 function endedError(): ScopeClosedError {
   return new ScopeClosedError(
-    "this scope's transaction was ended by a COMMIT or ROLLBACK sent as a query; " +
+    "this scope's transaction was ended by a statement the scope did not send, so nothing more runs through it; " +
       'use db.transaction() for nested transactions',
   )
 }

@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createTenantPool, InvalidOptionsError } from '../../src/index.js'
 import { preparedName } from '../../src/pipeline.js'
+import { ResetPlan } from '../../src/reset.js'
 import { applyStatement, resolveTenant } from '../../src/tenant.js'
 import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
 import { startWireProxy, type WireProxy } from '../setup/wire-proxy.js'
@@ -25,9 +26,11 @@ afterAll(async () => {
   await proxy.close()
 })
 
-const PREPARED = ['B', 'E', 'P', 'B', 'D', 'E', 'S']
-const UNNAMED = ['P', 'B', 'E', 'P', 'B', 'D', 'E', 'S']
-const FIRST = ['P', ...PREPARED] // Parse under the name, then as PREPARED
+// The tenant statement (bound), the query (parsed, bound, described, executed), the reset (bound).
+const PREPARED = ['B', 'E', 'P', 'B', 'D', 'E', 'B', 'E', 'S']
+const UNNAMED = ['P', 'B', 'E', 'P', 'B', 'D', 'E', 'P', 'B', 'E', 'S']
+// The tenant statement and its reset parsed under their names first, then as PREPARED.
+const FIRST = ['P', 'P', ...PREPARED]
 
 /** A pool of one connection through the counting proxy. */
 function onePool() {
@@ -41,6 +44,8 @@ const tenantStatementName = () => {
   const tenant = resolveTenant('org_1', { setting: 'app.tenant_id', roles: [], maxValueLength: 256 })
   return preparedName(applyStatement(tenant, true).text)
 }
+/** The reset prepared with it. */
+const resetStatement = () => new ResetPlan('app.tenant_id').companionOf({ name: tenantStatementName(), text: '', values: [] })
 
 async function kindsOf(db: ReturnType<typeof createTenantPool>, tenant: string): Promise<string[]> {
   const { rows } = await db.runWithTenant(tenant, () => db.query<{ kind: string }>('select kind from events order by kind'))
@@ -63,9 +68,12 @@ describe('the prepared tenant statement', () => {
     const second = await wire(() => kindsOf(db, 'org_2'))
     expect(second).toEqual({ value: ['c'], messages: PREPARED, trips: 1 })
     const { rows } = await pool.query<{ name: string; statement: string }>(
-      'select name, statement from pg_prepared_statements',
+      'select name, statement from pg_prepared_statements order by length(statement)',
     )
-    expect(rows).toEqual([{ name: tenantStatementName(), statement: 'select set_config($1, $2, true)' }])
+    expect(rows).toEqual([
+      { name: tenantStatementName(), statement: 'select set_config($1, $2, true)' },
+      { name: resetStatement().name, statement: resetStatement().text },
+    ])
   })
 
   it('dropped by DISCARD ALL: the query runs again unnamed, as the tenant, and the pool stops preparing', async () => {

@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   createTenantPool,
+  InvalidQueryError,
   ScopeClosedError,
   TransactionAbortedError,
   type PgClientLike,
@@ -144,16 +145,19 @@ describe('clients whose state cannot be confirmed are destroyed', () => {
     expect((await t.admin(`select * from events where kind = 'left-open'`)).rows).toEqual([])
   })
 
-  it('transaction scope: a COMMIT sent as a query ends the scope; later queries are refused', async () => {
+  it('transaction scope: a COMMIT sent as a query is refused; the scope keeps its tenant and commits at the end', async () => {
     const db = createTenantPool(t.pool({ max: 1 }), { roles: t.roles.sales })
     const before = await idleState(db)
+    let refused: unknown
     let later: unknown
     await db.withTenant({ id: 'org_c', role: t.roles.sales[0]! }, async () => {
-      await db.query(`insert into events (kind) values ('committed-early')`)
-      await db.query('commit')
-      later = await db.query('select current_user').catch((e: unknown) => e)
+      await db.query(`insert into events (kind) values ('committed-at-end')`)
+      refused = await db.query('commit').catch((e: unknown) => e)
+      later = (await db.query<State>(STATE_SQL)).rows[0]
     })
-    expect(later).toBeInstanceOf(ScopeClosedError)
+    expect(refused).toBeInstanceOf(InvalidQueryError)
+    expect(later).toMatchObject({ tenant: 'org_c', current_user: t.roles.sales[0] })
+    expect((await t.admin(`select org_id from events where kind = 'committed-at-end'`)).rows).toEqual([{ org_id: 'org_c' }])
     const after = await idleState(db)
     expect(after.pid).toBe(before.pid)
     expectClean(after)

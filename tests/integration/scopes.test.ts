@@ -101,19 +101,21 @@ describe('a scope that has ended cannot be used (guarantee 4)', () => {
     expect(await countKind('closing')).toBe(0)
   })
 
-  it('refuses queries after a raw COMMIT fails on a deferred constraint (transaction scope)', async () => {
+  it('refuses a raw COMMIT before it reaches the server; the deferred constraint fails the scope at its end', async () => {
     const db = createTenantPool(t.pool({ max: 1 }))
+    let commit: unknown
     let afterCommit: unknown
-    await db
+    const outcome = await db
       .withTenant('org_raw_commit', async () => {
         await db.query('insert into children (parent_id) values (999)')
-        await db.query('commit').catch(() => undefined) // fails: FK violated at commit
-        afterCommit = await db
-          .query(`insert into events (kind) values ('after-raw-commit')`)
-          .catch((e: unknown) => e)
+        commit = await db.query('commit').catch((e: unknown) => e)
+        afterCommit = await db.query(`insert into events (kind) values ('after-raw-commit')`)
       })
-      .catch(() => undefined)
-    expect(afterCommit).toBeInstanceOf(ScopeClosedError)
+      .catch((e: unknown) => e)
+    expect(commit).toMatchObject({ code: 'INVALID_QUERY' })
+    expect(afterCommit).toMatchObject({ command: 'INSERT' })
+    // The scope's own COMMIT checks the deferred FK: nothing of the scope is kept.
+    expect(outcome).toMatchObject({ code: '23503' })
     expect(await countKind('after-raw-commit')).toBe(0)
   })
 })

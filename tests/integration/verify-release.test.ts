@@ -1,9 +1,9 @@
 /**
- * The release canary (`verifyRelease`): before a client judged clean goes back to the pool, one
- * statement checks on the server that it is. The dirt here is real: statements the scope does not
- * know about (a session-level set_config or SET ROLE sent as a query), or a wrapped client that
- * swallows a session scope's RESET. Each case is first shown to leak without the canary, so the
- * check is known to be able to fail.
+ * The reset and the release canary. Session-level state user SQL leaves behind (a set_config or SET
+ * ROLE sent as a query) is cleared by the reset pg-tenant pipelines with every COMMIT and lone
+ * query. The canary (`verifyRelease`) checks on the server, before a client judged clean goes back
+ * to the pool, that it is: to give it real dirt, a wrapped client neuters the reset (fault
+ * injection), and each case is first shown to leak without the canary, so the check can fail.
  *
  * This file makes dirt on purpose, so it uses src/index.ts, not tests/setup/pg-tenant.ts.
  */
@@ -58,15 +58,36 @@ afterEach(() => {
 
 /** A pool of one, so that the next scope gets the same connection if it was released. */
 const poolOfOne = (options: TenantPoolOptions) => createTenantPool(t.pool({ max: 1 }), options)
+/** A pool of one whose clients never really run pg-tenant's reset (fault injection). */
+const unresetPoolOfOne = (options: TenantPoolOptions) => createTenantPool(skipResets(t.pool({ max: 1 })), options)
 
-// Dirt the scope cannot know about: statements sent as queries that change session state.
+// Dirt the scope cannot see: statements sent as queries that change session state.
 const leaveSetting = (db: TenantPool) =>
   db.withTenant('org_secret', () => db.query(`select set_config('app.tenant_id', 'org_secret', false)`))
 const leaveRole = (db: TenantPool) => db.withTenant('org_1', () => db.query(`set role ${t.roles.sales[0]}`))
 
-describe('without the canary, the dirt is real', () => {
-  it('a session-level set_config inside a transaction scope outlives it and leaks rows', async () => {
+describe('the reset clears what user SQL leaves at session level', () => {
+  it('a session-level set_config inside a transaction scope does not outlive it', async () => {
     const db = poolOfOne({})
+    const before = await idle(db)
+    await leaveSetting(db)
+    const after = await idle(db)
+    expect(after.pid).toBe(before.pid) // released, and clean
+    expect(after.tenant).toBe('')
+    expect(await visibleUnscoped(db)).toBe(0)
+  })
+
+  it('a SET ROLE sent as a query inside a transaction scope does not outlive it', async () => {
+    const db = poolOfOne({})
+    await leaveRole(db)
+    const after = await idle(db)
+    expect(after.current_user).toBe(after.session_user)
+  })
+})
+
+describe('fault injection: with the reset skipped, the dirt is real', () => {
+  it('a session-level set_config outlives its scope and leaks rows', async () => {
+    const db = unresetPoolOfOne({})
     const before = await idle(db)
     expect(await visibleUnscoped(db)).toBe(0)
     await leaveSetting(db)
@@ -77,8 +98,8 @@ describe('without the canary, the dirt is real', () => {
     expect(db.stats()).toMatchObject({ verified: 0, dirty: 0 })
   })
 
-  it('a SET ROLE sent as a query inside a transaction scope outlives it', async () => {
-    const db = poolOfOne({})
+  it('a SET ROLE outlives its scope', async () => {
+    const db = unresetPoolOfOne({})
     await leaveRole(db)
     const after = await idle(db)
     expect(after.current_user).toBe(t.roles.sales[0])
@@ -104,7 +125,7 @@ describe('verifyRelease: true', () => {
     expect(released.map((m) => m.pid)).toEqual(Array(6).fill(before.pid))
   })
 
-  it('checks session scopes after their RESET', async () => {
+  it('checks session scopes after their reset', async () => {
     const db = poolOfOne({ verifyRelease: true, scope: 'session', roles: t.roles.sales })
     const before = await idle(db)
     await db.withTenant({ id: 'org_1', role: t.roles.sales[0]! }, () => db.query('select 1'))
@@ -113,7 +134,7 @@ describe('verifyRelease: true', () => {
   })
 
   it('catches a session-level set_config: destroys the client, reports it, counts it', async () => {
-    const db = poolOfOne({ verifyRelease: true })
+    const db = unresetPoolOfOne({ verifyRelease: true })
     const before = await idle(db)
     await leaveSetting(db)
     const after = await idle(db)
@@ -138,7 +159,7 @@ describe('verifyRelease: true', () => {
   })
 
   it('catches a role left set', async () => {
-    const db = poolOfOne({ verifyRelease: true })
+    const db = unresetPoolOfOne({ verifyRelease: true })
     const before = await idle(db)
     await leaveRole(db)
     const after = await idle(db)
@@ -151,29 +172,29 @@ describe('verifyRelease: true', () => {
   })
 
   it('checks the pool setting even in a scope that wrote none (withoutTenant)', async () => {
-    const db = poolOfOne({ verifyRelease: true })
+    const db = unresetPoolOfOne({ verifyRelease: true })
     await db.withoutTenant(() => db.query(`select set_config('app.tenant_id', 'org_secret', false)`))
     expect(db.stats().dirty).toBe(1)
     expect(destroyed[0]).toMatchObject({ reason: 'dirty', tenant: undefined, kind: 'single' })
   })
 
-  it('checks every setting the scope wrote, with a custom setting name', async () => {
-    const db = poolOfOne({ verifyRelease: true, setting: 'app.org' })
-    await db.withTenant({ id: 'o_1', settings: { 'app.user_id': 'u_1' } }, () =>
-      db.query(`select set_config('app.user_id', 'u_1', false)`),
-    )
+  it('checks every setting the pool wrote, with a custom setting name', async () => {
+    const db = unresetPoolOfOne({ verifyRelease: true, setting: 'app.org' })
+    await db.withTenant({ id: 'o_1', settings: { 'app.user_id': 'u_1' } }, () => db.query('select 1'))
+    // Another tenant, which writes no app.user_id, leaves it set: the canary still reads it.
+    await db.withTenant('o_2', () => db.query(`select set_config('app.user_id', 'u_1', false)`))
     expect(destroyed[0]?.dirty?.settings).toEqual({ 'app.user_id': 'u_1' })
   })
 
-  it('catches a session scope whose RESET was swallowed by a wrapped client', async () => {
+  it('catches a session scope whose reset was swallowed by a wrapped client', async () => {
     const pool = t.pool({ max: 1 })
     const plain = createTenantPool(pool)
     const before = await idle(plain)
-    // Without the canary the swallowed RESET leaks: shown first, so the check below can fail.
+    // Without the canary the swallowed reset leaks: shown first, so the check below can fail.
     const unchecked = createTenantPool(skipResets(pool), { scope: 'session' })
     await unchecked.withTenant('org_secret', () => unchecked.query('select 1'))
     expect((await idle(plain)).tenant).toBe('org_secret')
-    await plain.withoutTenant(() => plain.query('reset app.tenant_id'))
+    await plain.withoutTenant(() => plain.query('select 1')) // runs the (real) reset
 
     const checked = createTenantPool(skipResets(pool), { scope: 'session', verifyRelease: true })
     await checked.withTenant('org_secret', () => checked.query('select 1'))
@@ -256,9 +277,16 @@ function rewritingPool(pool: PgPoolLike, rewrite: (text: string) => string | und
   }
 }
 
-/** Fault injection: every RESET a session scope sends becomes a statement that does nothing. */
+/**
+ * Fault injection: pg-tenant's reset (`select set_config('role', 'none', false), ...`) becomes a
+ * statement that does nothing, with the same parameters.
+ */
 function skipResets(pool: PgPoolLike): PgPoolLike {
-  return rewritingPool(pool, (text) => (text.startsWith('RESET ') ? 'select 1 where false' : undefined))
+  return rewritingPool(pool, (text) => {
+    if (!text.startsWith("select set_config('role', 'none', false)")) return undefined
+    const params = text.match(/\$\d+/g) ?? []
+    return `select ${['1', ...params.map((p) => `${p}::text`)].join(', ')} where false`
+  })
 }
 
 /** Fault injection: the canary's statement fails on the server (it reads a missing relation). */
