@@ -32,7 +32,7 @@ const POOL_SIZE = Number(process.env.BENCH_POOL_SIZE ?? 8)
 const IN_FLIGHT = Number(process.env.BENCH_IN_FLIGHT ?? 32)
 const DELAY_MS = Number(process.env.BENCH_LATENCY_MS ?? 1)
 // The latency run: full by default, a brief smoke run with --quick (unless --latency), or none.
-const LATENCY = args.has('--no-latency')
+let LATENCY = args.has('--no-latency')
   ? undefined
   : quick && !args.has('--latency')
     ? { rounds: 1, millis: 150 }
@@ -94,11 +94,17 @@ appUrl.password = 'bench'
 const rowOptions = { poolSize: POOL_SIZE, roleCount: ROLE_COUNT }
 const direct = buildRows(appUrl.toString(), rowOptions)
 
-// The same rows on their own pools, through the proxy.
+// The same rows on their own pools, through the proxy. It needs PostgreSQL on TCP: a DATABASE_URL
+// with a Unix socket (no host in the URL) runs without it.
 let proxy
 let proxied
+if (LATENCY && !appUrl.hostname) {
+  log('no latency run: the server is not reached over TCP\n')
+  LATENCY = undefined
+}
 if (LATENCY) {
-  proxy = await startLatencyProxy({ host: appUrl.hostname, port: Number(appUrl.port || 5432), delayMs: DELAY_MS })
+  const host = appUrl.hostname.replace(/^\[(.*)\]$/, '$1') // an IPv6 address loses its brackets
+  proxy = await startLatencyProxy({ host, port: Number(appUrl.port || 5432), delayMs: DELAY_MS })
   const proxiedUrl = new URL(appUrl)
   proxiedUrl.hostname = '127.0.0.1'
   proxiedUrl.port = String(proxy.port)
