@@ -19,7 +19,7 @@ import { Worker, isMainThread, parentPort, workerData } from 'node:worker_thread
  */
 export async function startLatencyProxy({ host, port, delayMs }) {
   const worker = new Worker(new URL(import.meta.url), { workerData: { host, port, delayMs } })
-  worker.unref()
+  worker.unref() // never what keeps the benchmark's process alive, should it stop early
   // One question at a time: the benchmark asks sequentially, so the next message is the answer.
   let pending
   const settle = (fn, value) => {
