@@ -1,17 +1,27 @@
-// Side-by-side benchmarks of pg-tenant against raw pg and the patterns it replaces, in one
-// process, on one pool, against one embedded PostgreSQL (or DATABASE_URL, a superuser URL).
+// Side-by-side benchmarks of pg-tenant against raw pg, Kysely and the patterns it replaces, in one
+// process, against one embedded PostgreSQL (or DATABASE_URL, a superuser URL).
 //
-//   npm run bench            a table for humans
-//   npm run bench -- --json  the same results as JSON
-//   npm run bench -- --quick fewer rounds, shorter runs (for a smoke test)
+//   npm run bench                  a table for humans
+//   npm run bench -- --json        the same results as JSON
+//   npm run bench -- --quick       fewer rounds, shorter runs (a smoke test; the latency run is brief)
+//   npm run bench -- --latency     with --quick: the latency run at --quick's full length
+//   npm run bench -- --no-latency  no latency run and no round-trip count
+//   npm run bench -- --no-policy   skip the policy benchmark (bench/policy.mjs) that follows
+//   BENCH_POOL_SIZE, BENCH_IN_FLIGHT, BENCH_LATENCY_MS (default 1) tune the runs
 //
-// Each variant runs for a fixed time with a fixed number of operations in flight; variants are
+// Each row runs for a fixed time with a fixed number of operations in flight; rows are
 // interleaved round by round so drift in the machine hits all of them alike; the median of the
-// rounds is reported, with its ratio to raw pg running the same statements.
+// rounds is reported, with its ratio to the row running the same statements with no tenant work
+// (rows.mjs says which).
+//
+// The latency run sends the key rows through a loopback proxy (proxy.mjs) that delays every chunk
+// by BENCH_LATENCY_MS each way: there round trips, not CPU, decide. The same proxy counts the round
+// trips each row's operation takes on the wire, printed in the legend.
 import os from 'node:os'
 import pg from 'pg'
-import { createTenantPool } from '../dist/index.js'
 import { startEmbeddedPostgres } from '../scripts/embedded-postgres.mjs'
+import { startLatencyProxy } from './proxy.mjs'
+import { buildRows, POINT, nextId, RAW, RAW_3, RAW_KYSELY, RAW_KYSELY_TX } from './rows.mjs'
 
 const args = new Set(process.argv.slice(2))
 const json = args.has('--json')
@@ -20,9 +30,20 @@ const ROUNDS = quick ? 2 : 5
 const MILLIS = quick ? 300 : 1000
 const POOL_SIZE = Number(process.env.BENCH_POOL_SIZE ?? 8)
 const IN_FLIGHT = Number(process.env.BENCH_IN_FLIGHT ?? 32)
+const DELAY_MS = Number(process.env.BENCH_LATENCY_MS ?? 1)
+// The latency run: full by default, a brief smoke run with --quick (unless --latency), or none.
+let LATENCY = args.has('--no-latency')
+  ? undefined
+  : quick && !args.has('--latency')
+    ? { rounds: 1, millis: 150 }
+    : { rounds: ROUNDS, millis: MILLIS }
+// Operations per row for the round-trip count, after a warm-up that opens connections and
+// prepares statements (a connection's startup is not an operation's cost).
+const COUNTED_OPS = quick ? 5 : 20
 const log = (...a) => {
   if (!json) console.log(...a)
 }
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 const server = process.env.DATABASE_URL ? { url: process.env.DATABASE_URL, stop: async () => {} } : await startEmbeddedPostgres()
 const admin = new pg.Client({ connectionString: server.url })
@@ -70,188 +91,28 @@ await superDb.query(`insert into clients select i, 'bench_sales_' || (i % ${ROLE
 const appUrl = new URL(serverUrl)
 appUrl.username = 'bench_app'
 appUrl.password = 'bench'
-const pool = new pg.Pool({ connectionString: appUrl.toString(), max: POOL_SIZE })
-pool.on('error', () => undefined)
-// Raw pg gets the same RLS work and the same one-row answers: its connections carry a tenant set
-// once, at connect time, and it asks only for that tenant's rows.
-const rawPool = new pg.Pool({ connectionString: appUrl.toString(), max: POOL_SIZE, options: '-c app.tenant_id=org_1' })
-// The floor's own pool: its prepared statement is not pg-tenant's.
-const floorPool = new pg.Pool({ connectionString: appUrl.toString(), max: POOL_SIZE })
-floorPool.on('error', () => undefined)
-const tenants = createTenantPool(pool)
-const roles = createTenantPool(pool, { roles: [/^bench_sales_[0-9]+$/] })
-const sessions = createTenantPool(pool, { scope: 'session' })
-// The release canary: one more round trip per checked release.
-const checked = createTenantPool(pool, { verifyRelease: true })
-const sampled = createTenantPool(pool, { verifyRelease: 0.01 })
+const rowOptions = { poolSize: POOL_SIZE, roleCount: ROLE_COUNT }
+const direct = buildRows(appUrl.toString(), rowOptions)
 
-const POINT = 'select id, kind from events where id = $1'
-let n = 0
-// Every lookup finds exactly one row: ids are chosen within the tenant that runs them.
-const nextId = () => (n++ % 1000) * 10 + 1 // rows of org_1, for raw pg
-let current = 0
-const pickTenant = () => {
-  current = (current + 1) % 10
-  return `org_${current}`
+// The same rows on their own pools, through the proxy. It needs PostgreSQL on TCP: a DATABASE_URL
+// with a Unix socket (no host in the URL) runs without it.
+let proxy
+let proxied
+if (LATENCY && !appUrl.hostname) {
+  log('no latency run: the server is not reached over TCP\n')
+  LATENCY = undefined
 }
-const idOf = (tenant) => (n++ % 1000) * 10 + Number(tenant.slice(4)) + (tenant === 'org_0' ? 10 : 0)
-const tenantOf = (count) => (count === 10 ? pickTenant() : `org_${n % count}`)
-
-async function naive(tenant) {
-  const client = await pool.connect()
-  try {
-    await client.query('BEGIN')
-    await client.query(`select set_config('app.tenant_id', $1, true)`, [tenant])
-    await client.query(POINT, [idOf(tenant)])
-    await client.query('COMMIT')
-  } finally {
-    client.release()
-  }
+if (LATENCY) {
+  const host = appUrl.hostname.replace(/^\[(.*)\]$/, '$1') // an IPv6 address loses its brackets
+  proxy = await startLatencyProxy({ host, port: Number(appUrl.port || 5432), delayMs: DELAY_MS })
+  const proxiedUrl = new URL(appUrl)
+  proxiedUrl.hostname = '127.0.0.1'
+  proxiedUrl.port = String(proxy.port)
+  proxied = buildRows(proxiedUrl.toString(), rowOptions)
 }
 
-async function sessionSet(tenant) {
-  const client = await pool.connect()
-  try {
-    await client.query(`select set_config('app.tenant_id', $1, false)`, [tenant])
-    await client.query(POINT, [idOf(tenant)])
-    await client.query('RESET app.tenant_id')
-  } finally {
-    client.release()
-  }
-}
-
-async function setRole(role) {
-  const client = await pool.connect()
-  try {
-    await client.query(`SET ROLE ${client.escapeIdentifier(role)}`)
-    await client.query('select id from clients where id = $1', [nextId()])
-    await client.query('RESET ROLE')
-  } finally {
-    client.release()
-  }
-}
-
-// The floor of a tenant-scoped query in one round trip: a minimal hand-written submittable that
-// binds the tenant's set_config (prepared once per connection) and runs the statement with one
-// Sync, with none of pg-tenant's checks, scopes or release decisions. What still separates it from
-// raw pg is the server's work on the extra statement.
-const Query = pg.Client.Query
-const SET = 'select set_config($1, $2, true)'
-class OneTrip {
-  constructor(tenant, text, values) {
-    this.tenant = tenant
-    this.completes = 0
-    this.inner = new Query(text, values)
-    this.done = new Promise((resolve, reject) => {
-      this.inner.callback = (err, result) => (err ? reject(err) : resolve(result))
-    })
-  }
-  get _result() {
-    return this.inner._result
-  }
-  submit(connection) {
-    connection.stream.cork?.()
-    if (!connection.parsedStatements.bench_set) {
-      connection.parse({ text: SET, name: 'bench_set' })
-      connection.parsedStatements.bench_set = SET
-    }
-    connection.bind({ statement: 'bench_set', values: ['app.tenant_id', this.tenant] })
-    connection.execute({})
-    const refused = this.inner.submit(connection)
-    connection.stream.uncork?.()
-    return refused
-  }
-  handleRowDescription(m) { this.inner.handleRowDescription(m) }
-  handleDataRow(m) { if (this.completes > 0) this.inner.handleDataRow(m) }
-  handleCommandComplete(m, c) { if (this.completes++ > 0) this.inner.handleCommandComplete(m, c) }
-  handleEmptyQuery(c) { this.inner.handleEmptyQuery(c) }
-  handleError(e, c) { this.inner.handleError(e, c) }
-  handleReadyForQuery(c) { this.inner.handleReadyForQuery(c) }
-  handlePortalSuspended(c) { this.inner.handlePortalSuspended(c) }
-}
-const oneTrip = (tenant) =>
-  new Promise((resolve, reject) => {
-    floorPool.connect((err, client, release) => {
-      if (err) return reject(err)
-      const q = new OneTrip(tenant, POINT, [idOf(tenant)])
-      client.query(q)
-      q.done.then(
-        (r) => {
-          release()
-          resolve(r)
-        },
-        (e) => {
-          release(e)
-          reject(e)
-        },
-      )
-    })
-  })
-
-const variants = {
-  'raw pg: pool.query (1 statement)': () => rawPool.query(POINT, [nextId()]),
-  'floor: hand-written 1-trip set_config + query': () => oneTrip(tenantOf(10)),
-  'naive: BEGIN, set_config, query, COMMIT': () => naive(tenantOf(10)),
-  'session: set_config, query, RESET': () => sessionSet(tenantOf(10)),
-  'SET ROLE, query, RESET ROLE (seed 000)': () => setRole(`bench_sales_${(n % 10) + 1}`),
-  'pg-tenant runWithTenant + 1 query': () => {
-    const t = tenantOf(10)
-    return tenants.runWithTenant(t, () => tenants.query(POINT, [idOf(t)]))
-  },
-  'pg-tenant runWithTenant + 1 query, verifyRelease': () => {
-    const t = tenantOf(10)
-    return checked.runWithTenant(t, () => checked.query(POINT, [idOf(t)]))
-  },
-  'pg-tenant runWithTenant + 1 query, verifyRelease 1%': () => {
-    const t = tenantOf(10)
-    return sampled.runWithTenant(t, () => sampled.query(POINT, [idOf(t)]))
-  },
-  'pg-tenant withTenant, 1 query': () => {
-    const t = tenantOf(10)
-    return tenants.withTenant(t, () => tenants.query(POINT, [idOf(t)]))
-  },
-  'pg-tenant scope session, 1 query': () => {
-    const t = tenantOf(10)
-    return sessions.withTenant(t, () => sessions.query(POINT, [idOf(t)]))
-  },
-  'raw pg: 3 statements, each pool.query': async () => {
-    await rawPool.query(POINT, [nextId()])
-    await rawPool.query(POINT, [nextId()])
-    await rawPool.query(POINT, [nextId()])
-  },
-  'pg-tenant withTenant, 3 queries': () => {
-    const t = tenantOf(10)
-    return tenants.withTenant(t, async () => {
-      await tenants.query(POINT, [idOf(t)])
-      await tenants.query(POINT, [idOf(t)])
-      await tenants.query(POINT, [idOf(t)])
-    })
-  },
-  'pg-tenant runWithTenant, 10 tenants': () => {
-    const t = tenantOf(10)
-    return tenants.runWithTenant(t, () => tenants.query(POINT, [idOf(t)]))
-  },
-  'pg-tenant runWithTenant, 100,000 tenants': () => {
-    // Tenants org_0 .. org_99999: the rows of the first ten answer, the others find none.
-    const t = tenantOf(100000)
-    return tenants.runWithTenant(t, () => tenants.query(POINT, [nextId()]))
-  },
-  'pg-tenant role model, 10 roles': () => {
-    const role = `bench_sales_${(n % 10) + 1}`
-    return roles.runWithTenant({ role }, () => roles.query('select id from clients where id = $1', [nextId()]))
-  },
-  [`pg-tenant role model, ${ROLE_COUNT.toLocaleString('en')} roles`]: () => {
-    const role = `bench_sales_${(n % ROLE_COUNT) + 1}`
-    return roles.runWithTenant({ role }, () => roles.query('select id from clients where id = $1', [nextId()]))
-  },
-}
-
-// What each variant is compared with: raw pg running the same statements.
-const baselineOf = (name) =>
-  name.includes('3 queries') || name.includes('3 statements') ? 'raw pg: 3 statements, each pool.query' : 'raw pg: pool.query (1 statement)'
-
-async function measure(fn) {
-  const until = performance.now() + MILLIS
+async function measure(fn, millis) {
+  const until = performance.now() + millis
   let ops = 0
   const worker = async () => {
     while (performance.now() < until) {
@@ -269,21 +130,69 @@ const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
 }
 
+// Warms every row, then runs `rounds` rounds, each row once per round, starting each round one row
+// further on; returns each row's median ops/s and its ratio to its baseline's median.
+async function runRounds(rows, { rounds, millis }) {
+  for (const row of rows) await measure(row.run, millis)
+  const samples = new Map(rows.map((row) => [row.name, []]))
+  for (let round = 0; round < rounds; round++) {
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[(i + round) % rows.length]
+      samples.get(row.name).push(await measure(row.run, millis))
+    }
+  }
+  return rows.map(({ name, sends, baseline }) => {
+    const opsPerSecond = median(samples.get(name))
+    const ratio = opsPerSecond / median(samples.get(baseline))
+    return { name, sends, opsPerSecond: Math.round(opsPerSecond), ratio: Number(ratio.toFixed(2)), baseline }
+  })
+}
+
+// Round trips per operation, counted by the proxy: each row runs alone, one operation at a time.
+// The count is read after a pause, so that work a row leaves running after it resolves (a release)
+// is counted too.
+async function countTrips(rows) {
+  const settled = async () => {
+    await sleep(20)
+    return proxy.trips()
+  }
+  const trips = new Map()
+  for (const row of rows) {
+    for (let i = 0; i < 2; i++) await row.run()
+    const before = await settled()
+    for (let i = 0; i < COUNTED_OPS; i++) await row.run()
+    const counted = (await settled()) - before
+    trips.set(row.name, Number((counted / COUNTED_OPS).toFixed(2)))
+  }
+  return trips
+}
+
+// The median time of one raw pg.query run alone: the difference between the direct and the
+// proxied pools is what the proxy adds to a round trip.
+async function roundTripMs(rows) {
+  const raw = rows.find((row) => row.name === RAW)
+  const times = []
+  for (let i = 0; i < 50; i++) {
+    const started = performance.now()
+    await raw.run()
+    times.push(performance.now() - started)
+  }
+  return median(times)
+}
+
 log(`pg-tenant benchmark: PostgreSQL ${version}, Node ${process.version}, ${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}`)
 log(`pool ${POOL_SIZE}, ${IN_FLIGHT} operations in flight, ${ROUNDS} rounds of ${MILLIS} ms, median ops/s\n`)
 
-const names = Object.keys(variants)
-for (const name of names) await measure(variants[name]) // warm every path once
-const samples = Object.fromEntries(names.map((name) => [name, []]))
-for (let round = 0; round < ROUNDS; round++) {
-  const order = names.map((_, i) => names[(i + round) % names.length])
-  for (const name of order) samples[name].push(await measure(variants[name]))
+const results = await runRounds(direct.rows, { rounds: ROUNDS, millis: MILLIS })
+let latency
+let trips
+if (LATENCY) {
+  const rows = proxied.rows.filter((row) => row.latency)
+  const addedMs = (await roundTripMs(proxied.rows)) - (await roundTripMs(direct.rows))
+  latency = { delayMs: DELAY_MS, addedRoundTripMs: Number(addedMs.toFixed(2)), ...LATENCY, results: await runRounds(rows, LATENCY) }
+  trips = await countTrips(proxied.rows)
+  for (const r of [...results, ...latency.results]) r.trips = trips.get(r.name)
 }
-const results = names.map((name) => {
-  const opsPerSecond = median(samples[name])
-  const baseline = median(samples[baselineOf(name)])
-  return { name, opsPerSecond: Math.round(opsPerSecond), ratio: Number((opsPerSecond / baseline).toFixed(2)), baseline: baselineOf(name) }
-})
 
 // Heap after 1,000,000 scopes: every 100th runs a query, the rest take no client.
 async function heapGrowth(scopes) {
@@ -297,7 +206,7 @@ async function heapGrowth(scopes) {
     for (let i = 0; i < BATCH; i++) {
       const k = done + i
       batch.push(
-        tenants.withTenant(`org_${k % 100000}`, () => (k % 100 === 0 ? tenants.query(POINT, [nextId()]) : k)),
+        direct.tenants.withTenant(`org_${k % 100000}`, () => (k % 100 === 0 ? direct.tenants.query(POINT, [nextId()]) : k)),
       )
     }
     await Promise.all(batch)
@@ -310,27 +219,63 @@ async function heapGrowth(scopes) {
 const SCOPES = quick ? 100000 : 1000000
 const growth = await heapGrowth(SCOPES)
 
+const find = (name) => results.find((r) => r.name === name)
 const targets = {
-  'runWithTenant single query >= 0.9x raw': results.find((r) => r.name === 'pg-tenant runWithTenant + 1 query').ratio >= 0.9,
-  'withTenant 3 queries >= 0.7x raw (same 3 statements)': results.find((r) => r.name === 'pg-tenant withTenant, 3 queries').ratio >= 0.7,
+  'runWithTenant single query >= 0.9x raw': find('pg-tenant runWithTenant + 1 query').ratio >= 0.9,
+  'withTenant 3 queries >= 0.7x raw (same 3 statements)': find('pg-tenant withTenant, 3 queries').ratio >= 0.7,
   'heap growth after the scopes < 5 MB': growth !== undefined && growth < 5 * 1024 * 1024,
+}
+// The round-trip budget of DESIGN.md, counted on the wire.
+if (trips) {
+  Object.assign(targets, {
+    'runWithTenant + 1 query: 1 round trip': find('pg-tenant runWithTenant + 1 query').trips === 1,
+    'withTenant, 3 queries: 4 round trips (N + 1)': find('pg-tenant withTenant, 3 queries').trips === 4,
+    'Kysely select via db.pool: 1 round trip': find('pg-tenant Kysely via db.pool: select').trips === 1,
+    'Kysely transaction of 2 via db.pool: no more trips than Kysely alone':
+      find('pg-tenant Kysely via db.pool: transaction of 2').trips <= find(RAW_KYSELY_TX).trips,
+  })
+}
+
+// Short names for the baselines in the table.
+const BASELINE_LABEL = { [RAW_3]: 'raw 3 statements', [RAW_KYSELY]: 'raw Kysely', [RAW_KYSELY_TX]: 'raw Kysely transaction' }
+
+function printTable(rows) {
+  const width = Math.max(...rows.map((r) => r.name.length))
+  console.log(`${'variant'.padEnd(width)}  ${'ops/s'.padStart(8)}  ratio`)
+  for (const r of rows) {
+    const vs = r.name === r.baseline || r.baseline === RAW ? '' : ` (vs ${BASELINE_LABEL[r.baseline]})`
+    console.log(`${r.name.padEnd(width)}  ${String(r.opsPerSecond).padStart(8)}  ${r.ratio.toFixed(2)}x${vs}`)
+  }
+}
+
+// One line per row: what one operation sends, and the round trips the proxy counted for it.
+function printLegend(rows) {
+  const width = Math.max(...rows.map((r) => r.name.length))
+  const counted = rows[0].trips !== undefined
+  console.log(`\nlegend: ${counted ? 'round trips per operation counted on the wire, and ' : ''}what it sends (expected trips: statements)`)
+  for (const r of rows) {
+    const count = counted ? `${String(r.trips).padStart(5)}  ` : ''
+    console.log(`  ${r.name.padEnd(width)}  ${count}${r.sends}`)
+  }
+  console.log(`  "budget": DESIGN.md's round-trip budget for pg-tenant${counted ? '; the count is what this build sends' : ''}`)
 }
 
 if (json) {
   console.log(
     JSON.stringify(
-      { postgres: version, node: process.version, cpus: os.cpus().length, cpu: os.cpus()[0]?.model, poolSize: POOL_SIZE, inFlight: IN_FLIGHT, rounds: ROUNDS, millis: MILLIS, results, heap: { scopes: SCOPES, growthBytes: growth }, targets },
+      { postgres: version, node: process.version, cpus: os.cpus().length, cpu: os.cpus()[0]?.model, poolSize: POOL_SIZE, inFlight: IN_FLIGHT, rounds: ROUNDS, millis: MILLIS, results, latency, heap: { scopes: SCOPES, growthBytes: growth }, targets },
       null,
       2,
     ),
   )
 } else {
-  const width = Math.max(...names.map((x) => x.length))
-  console.log(`${'variant'.padEnd(width)}  ${'ops/s'.padStart(8)}  ratio`)
-  for (const r of results) {
-    const vs = r.baseline.includes('3 statements') && !r.name.startsWith('raw') ? ' (vs raw 3 statements)' : ''
-    console.log(`${r.name.padEnd(width)}  ${String(r.opsPerSecond).padStart(8)}  ${r.ratio.toFixed(2)}x${vs}`)
+  printTable(results)
+  if (latency) {
+    const length = `${latency.rounds} round${latency.rounds === 1 ? '' : 's'} of ${latency.millis} ms`
+    console.log(`\nthrough a proxy adding ${DELAY_MS} ms each way (a round trip measured ${latency.addedRoundTripMs} ms slower), ${length}:`)
+    printTable(latency.results)
   }
+  printLegend(results)
   console.log(
     `\nheap growth after ${SCOPES.toLocaleString('en')} scopes: ${growth === undefined ? 'n/a (run node with --expose-gc)' : `${(growth / 1024 / 1024).toFixed(2)} MB`}`,
   )
@@ -338,9 +283,9 @@ if (json) {
   for (const [name, ok] of Object.entries(targets)) console.log(`  ${ok ? 'met    ' : 'MISSED '} ${name}`)
 }
 
-await pool.end()
-await rawPool.end()
-await floorPool.end()
+await direct.end()
+await proxied?.end()
+await proxy?.close()
 await superDb.query(`drop owned by bench_app`).catch(() => undefined)
 await superDb.end()
 await server.stop()
