@@ -119,7 +119,8 @@ describe('wrapped errors', () => {
 describe('Drizzle through db.pool', () => {
   const events = pgTable('events', { orgId: text('org_id').notNull(), kind: text('kind').notNull() })
   const parents = pgTable('parents', { id: integer('id').primaryKey() })
-  const orm = () => drizzle(db.pool)
+  // tests/setup's createTenantPool returns TenantPool<PgPoolLike>: db.pool is a pg.Pool at run time.
+  const orm = () => drizzle(db.pool as unknown as pg.Pool)
 
   it('wraps an RLS refusal in DrizzleQueryError with the pg error as cause: 403', async () => {
     const insert = await caught(
