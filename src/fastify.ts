@@ -145,8 +145,8 @@ function pgTenant(
 
   // Fastify 5 runs onError hooks before the error handler (lib/reply.js, onErrorHook). An error
   // without a status of its own that wraps a pg-tenant error or an RLS refusal gets that status on
-  // the reply: Fastify's default error handler keeps a status already set (lib/error-status.js),
-  // and a custom handler sees it in reply.statusCode (or sets its own).
+  // the reply: Fastify's default error handler keeps a status already set (lib/error-status.js);
+  // a custom handler sets its own (httpStatusOf gives the same answer).
   fastify.addHook('onError', function pgTenantOnError(_request, reply, error, next) {
     try {
       if (ownHttpStatus(error) === undefined && !reply.sent && !(reply.statusCode >= 400)) {
@@ -183,7 +183,8 @@ function pgTenant(
  * carry none of their own: the status of a pg-tenant error an ORM or your code wrapped (Drizzle's
  * `DrizzleQueryError` has it as `cause`; 401 for a wrapped `TenantRequiredError`), and 403 for a
  * write refused by an RLS policy, wrapped or not (see {@link isRlsViolation}). Fastify's default
- * error handler answers with it; in your own, use {@link httpStatusOf} (or `reply.statusCode`).
+ * error handler answers with it; in your own, use {@link httpStatusOf}, which also reads the
+ * error's own status.
  *
  * Register it before the hooks and routes that query. It applies to the context it is registered
  * in (and its children): register it inside a child context to leave other routes public.
