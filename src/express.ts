@@ -13,10 +13,12 @@ import {
   type TenantResolver,
 } from './adapter.js'
 import { TenantRequiredError } from './errors.js'
+import { chainHttpStatus, ownHttpStatus } from './error-status.js'
 import type { Tenant } from './tenant.js'
 
 export type { TenantBinder, TenantResolver, ResolvedTenantValue } from './adapter.js'
 export { isRlsViolation } from './rls-violation.js'
+export { httpStatusOf, tenantErrorOf } from './error-status.js'
 
 /**
  * The `next` of a connect-style middleware: called with nothing to go on, with an error to skip
@@ -76,7 +78,10 @@ export type TenantMiddleware<Req> = (req: Req, res: unknown, next: NextFunctionL
  * - `resolve` throwing or rejecting: that error, unchanged.
  *
  * Mount it before the routes that query, and before or after body parsers (both keep the binding).
- * Writes that a policy refuses reject with PostgreSQL's `42501`: see {@link isRlsViolation}.
+ * Writes that a policy refuses reject with PostgreSQL's `42501`: see {@link isRlsViolation}. An ORM
+ * may wrap that error, or a `TenantRequiredError` (Drizzle's `DrizzleQueryError` has it as
+ * `cause`): mount {@link tenantErrorHandler} after your routes, or answer with
+ * {@link httpStatusOf} in your own error handler, to answer those 403 and 401 too.
  *
  * @param db - the pool from `createTenantPool`
  * @param options - `resolve(req)` and `required`
@@ -85,7 +90,7 @@ export type TenantMiddleware<Req> = (req: Req, res: unknown, next: NextFunctionL
  * @example
  * ```ts
  * import express from 'express'
- * import { tenantMiddleware, isRlsViolation } from 'pg-tenant/express'
+ * import { tenantMiddleware, httpStatusOf } from 'pg-tenant/express'
  *
  * const app = express()
  * app.use(express.json())
@@ -94,8 +99,8 @@ export type TenantMiddleware<Req> = (req: Req, res: unknown, next: NextFunctionL
  *   res.json((await db.query('select * from events')).rows) // this tenant's rows only
  * })
  * app.use((err, req, res, next) => {
- *   const status = isRlsViolation(err) ? 403 : (err.status ?? 500)
- *   res.status(status).json({ error: err.message })
+ *   // 403 for an RLS refusal, 401 for TenantRequiredError, also when an ORM wrapped them
+ *   res.status(httpStatusOf(err) ?? 500).json({ error: err.message })
  * })
  * ```
  */
@@ -124,5 +129,79 @@ export function tenantMiddleware<Req = any>(
 
   return function pgTenantMiddleware(req: Req, _res: unknown, next: NextFunctionLike): void {
     callResolver(resolve, req, (tenant) => bind(tenant, next), next)
+  }
+}
+
+/**
+ * The part of a response {@link tenantErrorHandler} reads and sets: Node's `http.ServerResponse`
+ * (and so Express's `res`) fits.
+ *
+ * @example
+ * ```ts
+ * const res: StatusResponseLike = { statusCode: 200, headersSent: false }
+ * ```
+ */
+export interface StatusResponseLike {
+  statusCode: number
+  readonly headersSent: boolean
+}
+
+/**
+ * The error-handling middleware {@link tenantErrorHandler} returns (four parameters, as Express
+ * requires of error handlers).
+ *
+ * @example
+ * ```ts
+ * const handler: TenantErrorHandler = tenantErrorHandler()
+ * ```
+ */
+export type TenantErrorHandler = (
+  err: unknown,
+  req: unknown,
+  res: StatusResponseLike,
+  next: NextFunctionLike,
+) => void
+
+/**
+ * Makes an Express (4 or 5) error-handling middleware that sets the response's status for errors
+ * pg-tenant knows, then passes the error on (`next(err)`) unchanged, to your error handlers or to
+ * Express's own, which answers with `res.statusCode` when the error carries no status:
+ *
+ * - a pg-tenant error wrapped by an ORM or by your code (`cause`, TypeORM's `driverError`, ...):
+ *   its status (401 `TenantRequiredError`, 400 `InvalidTenantError`, 403 `RoleNotAllowedError`);
+ * - a write refused by an RLS policy, wrapped or not: 403 (see {@link isRlsViolation}).
+ *
+ * It changes nothing when the error has a status of its own (`status` or `statusCode`, 400-599:
+ * pg-tenant's own errors do), when the response already has an error status, or when headers were
+ * sent. Mount it after your routes and before your own error handlers; an error handler that sets
+ * the status itself (`res.status(err.status ?? 500)`) overrides it: use {@link httpStatusOf} there.
+ *
+ * @returns the error-handling middleware
+ *
+ * @example
+ * ```ts
+ * import express from 'express'
+ * import { tenantMiddleware, tenantErrorHandler } from 'pg-tenant/express'
+ *
+ * const app = express()
+ * app.use(tenantMiddleware(db, { resolve: (req: express.Request) => req.get('x-org-id') }))
+ * app.post('/events', async (req, res) => {
+ *   await orm.insert(events).values(req.body) // Drizzle: a refused row rejects with DrizzleQueryError
+ *   res.sendStatus(201)
+ * })
+ * app.use(tenantErrorHandler()) // that request is answered 403, not 500
+ * ```
+ */
+export function tenantErrorHandler(): TenantErrorHandler {
+  return function pgTenantErrorHandler(err, _req, res, next): void {
+    try {
+      if (ownHttpStatus(err) === undefined && !res.headersSent && !(res.statusCode >= 400)) {
+        const status = chainHttpStatus(err)
+        if (status !== undefined) res.statusCode = status
+      }
+    } catch {
+      // A response look-alike that refuses the status: the error goes on as it is.
+    }
+    next(err)
   }
 }

@@ -13,10 +13,12 @@ import {
   type TenantResolver,
 } from './adapter.js'
 import { InvalidOptionsError, TenantRequiredError } from './errors.js'
+import { chainHttpStatus, ownHttpStatus } from './error-status.js'
 import type { Tenant } from './tenant.js'
 
 export type { TenantBinder, TenantResolver, ResolvedTenantValue } from './adapter.js'
 export { isRlsViolation } from './rls-violation.js'
+export { httpStatusOf, tenantErrorOf } from './error-status.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -141,6 +143,22 @@ function pgTenant(
     else context.runInAsyncScope(next, null)
   })
 
+  // Fastify 5 runs onError hooks before the error handler (lib/reply.js, onErrorHook). An error
+  // without a status of its own that wraps a pg-tenant error or an RLS refusal gets that status on
+  // the reply: Fastify's default error handler keeps a status already set (lib/error-status.js);
+  // a custom handler sets its own (httpStatusOf gives the same answer).
+  fastify.addHook('onError', function pgTenantOnError(_request, reply, error, next) {
+    try {
+      if (ownHttpStatus(error) === undefined && !reply.sent && !(reply.statusCode >= 400)) {
+        const status = chainHttpStatus(error)
+        if (status !== undefined) reply.code(status)
+      }
+    } catch {
+      // Never let answering an error fail the request differently.
+    }
+    next()
+  })
+
   if (closePool) {
     fastify.addHook('onClose', function pgTenantOnClose(_instance, next) {
       db.end().then(() => next(), next)
@@ -161,14 +179,20 @@ function pgTenant(
  * - a role that is not on the pool's `roles` allow-list: `RoleNotAllowedError`, 403;
  * - `resolve` throwing or rejecting: that error.
  *
+ * Errors of the routes get a status too (an `onError` hook, before your error handler), when they
+ * carry none of their own: the status of a pg-tenant error an ORM or your code wrapped (Drizzle's
+ * `DrizzleQueryError` has it as `cause`; 401 for a wrapped `TenantRequiredError`), and 403 for a
+ * write refused by an RLS policy, wrapped or not (see {@link isRlsViolation}). Fastify's default
+ * error handler answers with it; in your own, use {@link httpStatusOf}, which also reads the
+ * error's own status.
+ *
  * Register it before the hooks and routes that query. It applies to the context it is registered
  * in (and its children): register it inside a child context to leave other routes public.
- * Writes that a policy refuses reject with PostgreSQL's `42501`: see {@link isRlsViolation}.
  *
  * @example
  * ```ts
  * import Fastify from 'fastify'
- * import { tenantPlugin, isRlsViolation } from 'pg-tenant/fastify'
+ * import { tenantPlugin, httpStatusOf } from 'pg-tenant/fastify'
  *
  * const app = Fastify()
  * await app.register(tenantPlugin, {
@@ -181,7 +205,8 @@ function pgTenant(
  *   return (await db.query('select * from events')).rows // this tenant's rows only
  * })
  * app.setErrorHandler((err, request, reply) => {
- *   reply.code(isRlsViolation(err) ? 403 : (err.statusCode ?? 500)).send({ error: err.message })
+ *   // 403 for an RLS refusal, 401 for TenantRequiredError, also when an ORM wrapped them
+ *   reply.code(httpStatusOf(err) ?? 500).send({ error: err.message })
  * })
  * ```
  */

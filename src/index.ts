@@ -28,6 +28,7 @@ export {
 } from './errors.js'
 export type { TenantPoolErrorCode } from './errors.js'
 export { isRlsViolation } from './rls-violation.js'
+export { tenantErrorOf, httpStatusOf } from './error-status.js'
 export { checkRls } from './doctor.js'
 export type {
   CheckRlsOptions,

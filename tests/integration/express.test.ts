@@ -3,11 +3,14 @@
  * (node's fetch) and a real PostgreSQL where a non-owner login role is subject to RLS.
  */
 import http from 'node:http'
+import { drizzle } from 'drizzle-orm/node-postgres'
+import { pgTable, text } from 'drizzle-orm/pg-core'
 import type { NextFunction, Request, RequestHandler, Response } from 'express'
 import express5 from 'express'
 import express4 from 'express4'
+import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { tenantMiddleware, type TenantMiddleware } from '../../src/express.js'
+import { httpStatusOf, tenantErrorHandler, tenantMiddleware, type TenantMiddleware } from '../../src/express.js'
 import {
   createTenantPool,
   InvalidTenantError,
@@ -424,5 +427,121 @@ describe('tenantMiddleware', () => {
     expect(calls[6]!.err).toBeInstanceOf(InvalidTenantError)
     expect(calls[6]!.err).toMatchObject({ status: 400, statusCode: 400 })
     expect(calls.slice(2).every((c) => c.tenant === undefined)).toBe(true)
+  })
+})
+
+describe('errors an ORM or the application wrapped', () => {
+  const events = pgTable('events', { orgId: text('org_id').notNull(), kind: text('kind').notNull() })
+  // tests/setup's createTenantPool returns TenantPool<PgPoolLike>: db.pool is a pg.Pool at run time.
+  const orm = () => drizzle(db.pool as unknown as pg.Pool)
+  const wrap = (message: string) => (cause: unknown) => {
+    throw new Error(message, { cause })
+  }
+
+  function wrappedApp(express: Express, answer: 'tenantErrorHandler' | 'httpStatusOf') {
+    const app = express()
+    app.use(express.json())
+    app.use(tenantMiddleware(db, { required: false, resolve: (req) => req.get('x-org-id') }))
+    app.post('/drizzle/forged', h(async (req, res) => {
+      await orm().insert(events).values({ orgId: (req.body as { org_id: string }).org_id, kind: 'express-orm-forged' })
+      res.json({ ok: true })
+    }))
+    app.get('/drizzle/events', h(async (_req, res) => {
+      res.json(await orm().select().from(events))
+    }))
+    app.post('/wrapped/forged', h(async (_req, res) => {
+      await db.query(`insert into events (org_id, kind) values ('org_zz', 'express-orm-forged')`).catch(wrap('could not save'))
+      res.json({ ok: true })
+    }))
+    app.post('/wrapped/grant', h(async (_req, res) => {
+      await db.query('insert into parents values (5)').catch(wrap('could not save'))
+      res.json({ ok: true })
+    }))
+    app.get('/wrapped/no-tenant', h(async (_req, res) => {
+      await db.query('select 1').catch(wrap('could not read'))
+      res.json({ ok: true })
+    }))
+    app.post('/own-status', h(async (_req, res) => {
+      await db.query(`insert into events (org_id, kind) values ('org_zz', 'express-orm-forged')`).catch((cause: unknown) => {
+        throw Object.assign(new Error('teapot', { cause }), { status: 418 })
+      })
+      res.json({ ok: true })
+    }))
+    app.get('/plain', () => {
+      throw new Error('plain')
+    })
+    if (answer === 'tenantErrorHandler') {
+      // Then Express's own final handler, which answers res.statusCode for an error without one.
+      app.use(tenantErrorHandler())
+    } else {
+      app.use((err: any, _req: Request, res: Response, _next: NextFunction) => {
+        res.status(httpStatusOf(err) ?? 500).json({ message: err.message, cause: err.cause?.code ?? null })
+      })
+    }
+    return listen(app as unknown as http.RequestListener)
+  }
+
+  for (const [name, express] of FRAMEWORKS) {
+    for (const answer of ['tenantErrorHandler', 'httpStatusOf'] as const) {
+      it(`${name}, ${answer}: 403 for a wrapped RLS refusal, 401 for a wrapped TenantRequiredError`, async () => {
+        const server = await wrappedApp(express, answer)
+        const status = async (path: string, init: { tenant?: string; json?: unknown } = {}) => {
+          const headers: Record<string, string> = {}
+          if (init.tenant) headers['x-org-id'] = init.tenant
+          if (init.json !== undefined) headers['content-type'] = 'application/json'
+          const r = await fetch(`${server.url}${path}`, {
+            method: init.json === undefined ? 'GET' : 'POST',
+            headers,
+            body: init.json === undefined ? undefined : JSON.stringify(init.json),
+          })
+          await r.arrayBuffer()
+          return r.status
+        }
+        try {
+          expect(await status('/drizzle/forged', { tenant: 'org_a', json: { org_id: 'org_b' } })).toBe(403)
+          expect(await status('/drizzle/events')).toBe(401) // DrizzleQueryError { cause: TenantRequiredError }
+          expect(await status('/drizzle/events', { tenant: 'org_a' })).toBe(200)
+          expect(await status('/wrapped/forged', { tenant: 'org_a', json: {} })).toBe(403)
+          expect(await status('/wrapped/grant', { tenant: 'org_a', json: {} })).toBe(500)
+          expect(await status('/wrapped/no-tenant')).toBe(401)
+          expect(await status('/own-status', { tenant: 'org_a', json: {} })).toBe(418)
+          expect(await status('/plain', { tenant: 'org_a' })).toBe(500)
+          expect(await status('/plain')).toBe(500)
+        } finally {
+          await server.close()
+        }
+        const { rows } = await t.admin(`select count(*)::int n from events where kind = 'express-orm-forged'`)
+        expect(rows[0].n).toBe(0)
+      })
+    }
+  }
+
+  it('tenantErrorHandler passes the very error on, and leaves a status already chosen alone', () => {
+    const handler = tenantErrorHandler()
+    expect(handler.length).toBe(4) // Express tells error handlers by their arity
+    const rls = Object.assign(new Error('new row violates row-level security policy for table "t"'), {
+      code: '42501',
+      routine: 'ExecWithCheckOptions',
+    })
+    const run = (err: unknown, res: { statusCode: number; headersSent: boolean }) => {
+      let passed: unknown = 'not called'
+      handler(err, {}, res, (e?: unknown) => {
+        passed = e
+      })
+      return { passed, status: res.statusCode }
+    }
+    const wrapped = new Error('x', { cause: rls })
+    expect(run(wrapped, { statusCode: 200, headersSent: false })).toEqual({ passed: wrapped, status: 403 })
+    expect(run(wrapped, { statusCode: 404, headersSent: false })).toEqual({ passed: wrapped, status: 404 })
+    expect(run(wrapped, { statusCode: 200, headersSent: true })).toEqual({ passed: wrapped, status: 200 })
+    const own = Object.assign(new Error('x', { cause: rls }), { statusCode: 409 })
+    expect(run(own, { statusCode: 200, headersSent: false })).toEqual({ passed: own, status: 200 })
+    const required = new Error('x', { cause: new TenantRequiredError() })
+    expect(run(required, { statusCode: 200, headersSent: false }).status).toBe(401)
+    expect(run(new Error('plain'), { statusCode: 200, headersSent: false }).status).toBe(200)
+    expect(run(undefined, { statusCode: 200, headersSent: false })).toEqual({ passed: undefined, status: 200 })
+    // A response that refuses the status: the error still goes on.
+    const frozen = Object.freeze({ statusCode: 200, headersSent: false })
+    expect(run(wrapped, frozen).passed).toBe(wrapped)
   })
 })

@@ -3,10 +3,13 @@
  * PostgreSQL where a non-owner login role is subject to RLS.
  */
 import http from 'node:http'
+import { drizzle } from 'drizzle-orm/node-postgres'
+import { pgTable, text } from 'drizzle-orm/pg-core'
 import Fastify, { type FastifyInstance } from 'fastify'
+import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { tenantPlugin } from '../../src/fastify.js'
-import { createTenantPool, isRlsViolation, type TenantPool } from '../setup/pg-tenant.js'
+import { httpStatusOf, tenantPlugin } from '../../src/fastify.js'
+import { createTenantPool, isRlsViolation, TenantRequiredError, type TenantPool } from '../setup/pg-tenant.js'
 import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
 import { call, callVia, jitter, pooled, shuffled, sleep } from '../setup/http.js'
 
@@ -435,4 +438,92 @@ describe('tenantPlugin options', () => {
       await bad.close()
     }
   })
+})
+
+describe('errors an ORM or the application wrapped', () => {
+  const events = pgTable('events', { orgId: text('org_id').notNull(), kind: text('kind').notNull() })
+  // tests/setup's createTenantPool returns TenantPool<PgPoolLike>: db.pool is a pg.Pool at run time.
+  const orm = () => drizzle(db.pool as unknown as pg.Pool)
+  const wrap = (message: string) => (cause: unknown) => {
+    throw new Error(message, { cause })
+  }
+  const forged = `insert into events (org_id, kind) values ('org_zz', 'fastify-orm-forged')`
+
+  async function wrappedApp(answer: 'default' | 'httpStatusOf') {
+    const app = Fastify()
+    await app.register(tenantPlugin, { db, required: false, resolve: (request) => request.headers['x-org-id'] })
+    app.post<{ Body: { org_id: string } }>('/drizzle/forged', async (request) => {
+      await orm().insert(events).values({ orgId: request.body.org_id, kind: 'fastify-orm-forged' })
+      return { ok: true }
+    })
+    app.get('/drizzle/events', async () => orm().select().from(events))
+    app.post('/wrapped/forged', async () => {
+      await db.query(forged).catch(wrap('could not save'))
+      return { ok: true }
+    })
+    app.post('/wrapped/grant', async () => {
+      await db.query('insert into parents values (5)').catch(wrap('could not save'))
+      return { ok: true }
+    })
+    app.get('/wrapped/no-tenant', async () => {
+      await db.query('select 1').catch(wrap('could not read'))
+      return { ok: true }
+    })
+    app.post('/own-status', async () => {
+      await db.query(forged).catch((cause: unknown) => {
+        throw Object.assign(new Error('teapot', { cause }), { statusCode: 418 })
+      })
+      return { ok: true }
+    })
+    app.post('/status-set', async (_request, reply) => {
+      reply.code(404)
+      await db.query(forged).catch(wrap('could not save'))
+      return { ok: true }
+    })
+    app.get('/plain', async () => {
+      throw new Error('plain')
+    })
+    app.get('/thrown-tenant-required', async () => {
+      // pg-tenant's own error, unwrapped: its statusCode, as before.
+      throw new TenantRequiredError()
+    })
+    if (answer === 'httpStatusOf') {
+      app.setErrorHandler((err: Error & { cause?: { code?: string } }, _request, reply) => {
+        reply.code(httpStatusOf(err) ?? 500).send({ message: err.message, cause: err.cause?.code ?? null })
+      })
+    }
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    return { app, url: `http://127.0.0.1:${(app.server.address() as { port: number }).port}` }
+  }
+
+  for (const answer of ['default', 'httpStatusOf'] as const) {
+    it(`${answer} error handler: 403 for a wrapped RLS refusal, 401 for a wrapped TenantRequiredError`, async () => {
+      const { app, url } = await wrappedApp(answer)
+      const post = (path: string, tenant: string, json: unknown = {}) =>
+        call(`${url}${path}`, { headers: { 'x-org-id': tenant }, json })
+      try {
+        const drizzleForged = await post('/drizzle/forged', 'org_a', { org_id: 'org_b' })
+        expect(drizzleForged.status).toBe(403)
+        const noTenant = await call(`${url}/drizzle/events`) // DrizzleQueryError { cause: TenantRequiredError }
+        expect(noTenant.status).toBe(401)
+        expect((await call(`${url}/drizzle/events`, { headers: { 'x-org-id': 'org_a' } })).status).toBe(200)
+        expect((await post('/wrapped/forged', 'org_a')).status).toBe(403)
+        expect((await post('/wrapped/grant', 'org_a')).status).toBe(500)
+        expect((await call(`${url}/wrapped/no-tenant`)).status).toBe(401)
+        expect((await post('/own-status', 'org_a')).status).toBe(418)
+        expect((await call(`${url}/plain`)).status).toBe(500)
+        expect((await call(`${url}/thrown-tenant-required`)).status).toBe(401)
+        if (answer === 'default') {
+          // Fastify's default handler keeps a status the route set, and reports the answered one.
+          expect((await post('/status-set', 'org_a')).status).toBe(404)
+          expect(drizzleForged.body).toMatchObject({ statusCode: 403 })
+          expect(noTenant.body).toMatchObject({ statusCode: 401 })
+        }
+      } finally {
+        await app.close()
+      }
+      const { rows } = await t.admin(`select count(*)::int n from events where kind = 'fastify-orm-forged'`)
+      expect(rows[0].n).toBe(0)
+    })
+  }
 })
