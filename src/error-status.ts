@@ -23,6 +23,7 @@ const STATUS_BY_CODE: Readonly<Record<TenantPoolErrorCode, number>> = {
   TRANSACTION_ABORTED: 500,
   SESSION_POOLING_REQUIRED: 500,
   INVALID_IDENTIFIER: 500,
+  RELEASE_FAILED: 500,
 }
 
 /**

@@ -25,6 +25,7 @@ export {
   TransactionAbortedError,
   SessionPoolingError,
   InvalidIdentifierError,
+  ReleaseError,
 } from './errors.js'
 export type { TenantPoolErrorCode } from './errors.js'
 export { isRlsViolation } from './rls-violation.js'

@@ -80,15 +80,29 @@ abstract class ClientBase extends EventEmitter implements TenantClient {
   }
 
   query(textOrConfig: unknown, values?: unknown, callback?: unknown): Promise<unknown> | undefined {
+    if (typeof (textOrConfig as Submittable | null)?.submit === 'function') {
+      return this.#submit(textOrConfig as Submittable) as never
+    }
     const [vals, cb] = splitArgs(values, callback)
     return settle(this.#query(textOrConfig, vals), cb)
   }
 
+  /**
+   * A submittable (pg-cursor, pg-query-stream) is returned at once, as pg's client returns it; a
+   * refusal reaches it through its `handleError`, as pg reports a client that cannot query.
+   */
+  #submit<S extends Submittable>(submittable: S): S {
+    const fail = (err: unknown) => {
+      const handleError = (submittable as { handleError?: (err: unknown) => void }).handleError
+      if (typeof handleError === 'function') handleError.call(submittable, err)
+    }
+    if (this.released) process.nextTick(fail, new ScopeClosedError('this client was released'))
+    else this.scope.submit(submittable).catch(fail)
+    return submittable
+  }
+
   async #query(textOrConfig: unknown, values: readonly unknown[] | undefined): Promise<unknown> {
     if (this.released) throw new ScopeClosedError('this client was released')
-    if (typeof (textOrConfig as Submittable | null)?.submit === 'function') {
-      return this.scope.submit(textOrConfig as Submittable)
-    }
     const text = textOf(textOrConfig)
     if (text === undefined) throw new InvalidQueryError('query needs SQL text or a { text } config object')
     return this.statement(text, configOf(textOrConfig, text, values))

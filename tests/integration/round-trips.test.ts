@@ -3,6 +3,7 @@
  * a lone scoped query costs 1 like raw pg, withTenant with N queries N + 1, and a withTenant that
  * runs no query 0.
  */
+import { Kysely, PostgresDialect, type Generated } from 'kysely'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { createTenantPool } from '../../src/index.js'
@@ -118,6 +119,82 @@ describe('scope transaction (default)', () => {
       }),
     )
     expect(count).toBe(1 + 3 + 1) // first query, SAVEPOINT + query + RELEASE, COMMIT
+  })
+})
+
+describe('db.pool, the ORM road', () => {
+  const db = () => createTenantPool(pool)
+  interface DB {
+    events: { id: Generated<string>; org_id: Generated<string>; kind: string; payload: string | null }
+  }
+  const kyselyOn = (p: unknown) => new Kysely<DB>({ dialect: new PostgresDialect({ pool: p as pg.Pool }) })
+
+  it('a connect() client: 1 per autocommit statement, and what the caller sends for a transaction', async () => {
+    const d = db()
+    const autocommit = () =>
+      d.runWithTenant('org_1', async () => {
+        const client = await d.pool.connect()
+        await client.query('select * from events')
+        await client.query('select $1::int', [1])
+        client.release()
+      })
+    expect(await trips(autocommit)).toBe(2)
+    const transaction = (setTransaction: boolean) => async (c: { query(text: string): Promise<unknown> }) => {
+      await c.query('BEGIN')
+      if (setTransaction) await c.query('SET TRANSACTION ISOLATION LEVEL SERIALIZABLE')
+      await c.query('select * from events')
+      await c.query(`insert into events (kind) values ('trips')`)
+      await c.query('COMMIT')
+    }
+    for (const setTransaction of [false, true]) {
+      const raw = await trips(async () => {
+        const client = await pool.connect()
+        await transaction(setTransaction)(client)
+        client.release()
+      })
+      const scoped = await trips(() =>
+        d.runWithTenant('org_1', async () => {
+          const client = await d.pool.connect()
+          await transaction(setTransaction)(client as never)
+          client.release()
+        }),
+      )
+      expect(raw).toBe(setTransaction ? 5 : 4)
+      expect(scoped).toBe(raw)
+    }
+  })
+
+  it('Kysely: a lone statement costs 1, a transaction what Kysely sends alone', async () => {
+    const d = db()
+    const plain = kyselyOn(pool)
+    const scoped = kyselyOn(d.pool)
+    const select = (k: Kysely<DB>) => k.selectFrom('events').selectAll().execute()
+    const transaction = (k: Kysely<DB>) =>
+      k
+        .transaction()
+        .setIsolationLevel('repeatable read')
+        .execute(async (trx) => {
+          await trx.selectFrom('events').selectAll().execute()
+          await trx.insertInto('events').values({ kind: 'kysely-trips', org_id: 'org_1' }).execute()
+        })
+    expect(await trips(() => d.runWithTenant('org_1', () => select(scoped)))).toBe(1)
+    const alone = await trips(() => transaction(plain).catch(() => undefined)) // RLS refuses it: same trips
+    expect(alone).toBe(4)
+    expect(await trips(() => d.runWithTenant('org_1', () => transaction(scoped)))).toBe(alone)
+  })
+
+  it('inside withTenant, a connect() client shares the scope: its transaction is savepoints', async () => {
+    const d = db()
+    const count = await trips(() =>
+      d.withTenant('org_1', async () => {
+        const client = await d.pool.connect()
+        await client.query('BEGIN')
+        await client.query('select 1')
+        await client.query('COMMIT')
+        client.release()
+      }),
+    )
+    expect(count).toBe(1 + 1 + 1 + 1) // SAVEPOINT with BEGIN and the tenant, select, RELEASE, COMMIT
   })
 })
 
