@@ -33,6 +33,11 @@ export interface TestDatabase {
   countingPool(max: number): PgPoolLike & { checkouts: number }
   /** The login role's connection string through PgBouncer (transaction pooling), if running. */
   readonly bouncerUrl: string | undefined
+  /**
+   * The same through the small-pool PgBouncer (transaction pooling, a server pool of
+   * PGBOUNCER_SMALL_POOL_SIZE = 2 per database and user: its clients share backends), if running.
+   */
+  readonly bouncerSmallUrl: string | undefined
   /** Runs SQL as superuser in the test database. */
   admin<R extends pg.QueryResultRow = any>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>
   /** Drops the database and roles; closes every pool made by `pool()`. */
@@ -89,10 +94,15 @@ function quote(ident: string): string {
 
 /**
  * Creates the database, its roles and schema on the server at `serverAdminUrl` (a superuser URL).
- * `bouncerPort`: PgBouncer in front of that server, or 0. Test files call createTestDatabase()
- * (tests/setup/fixtures.ts); the soak (tests/soak/run.ts) calls this directly.
+ * `bouncerPort`, `bouncerSmallPort`: PgBouncers in front of that server (server pools of 6 and 2),
+ * or 0. Test files call createTestDatabase() (tests/setup/fixtures.ts); the soak
+ * (tests/soak/run.ts) calls this directly.
  */
-export async function createDatabase(serverAdminUrl: string, bouncerPort: number): Promise<TestDatabase> {
+export async function createDatabase(
+  serverAdminUrl: string,
+  bouncerPort: number,
+  bouncerSmallPort = 0,
+): Promise<TestDatabase> {
   const serverUrl = new URL(serverAdminUrl)
   const prefix = `pgt_${randomBytes(4).toString('hex')}`
   const database = prefix
@@ -147,9 +157,12 @@ export async function createDatabase(serverAdminUrl: string, bouncerPort: number
   }
   const bouncerUrl = new URL(appUrl)
   bouncerUrl.port = String(bouncerPort)
+  const bouncerSmallUrl = new URL(appUrl)
+  bouncerSmallUrl.port = String(bouncerSmallPort)
   return {
     appUrl: appUrl.toString(),
     bouncerUrl: bouncerPort ? bouncerUrl.toString() : undefined,
+    bouncerSmallUrl: bouncerSmallPort ? bouncerSmallUrl.toString() : undefined,
     adminUrl: adminUrl.toString(),
     database,
     appRole,

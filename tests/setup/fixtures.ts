@@ -8,5 +8,5 @@ import { createDatabase, type TestDatabase } from './database.js'
 export { STATE_SQL, type State, type TestDatabase } from './database.js'
 
 export function createTestDatabase(): Promise<TestDatabase> {
-  return createDatabase(inject('pgAdminUrl'), inject('pgBouncerPort'))
+  return createDatabase(inject('pgAdminUrl'), inject('pgBouncerPort'), inject('pgBouncerSmallPort'))
 }

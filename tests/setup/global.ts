@@ -8,18 +8,28 @@
  */
 import pg from 'pg'
 import type { TestProject } from 'vitest/node'
+import { generatePrismaClient } from '../../scripts/prisma-generate.mjs'
 import { startEmbeddedPostgres } from './embedded.js'
-import { findPgBouncer, startPgBouncer } from './pgbouncer.js'
+import { findPgBouncer, PGBOUNCER_SMALL_POOL_SIZE, startPgBouncer } from './pgbouncer.js'
 
 declare module 'vitest' {
   export interface ProvidedContext {
     pgAdminUrl: string
     /** PgBouncer (transaction pooling) in front of the server, or 0 where it is not installed. */
     pgBouncerPort: number
+    /**
+     * A second PgBouncer (transaction pooling) with a server pool of PGBOUNCER_SMALL_POOL_SIZE (2)
+     * per database and user, so that its clients share backends (the ORM matrix), both kept open
+     * and handed out in turn, so that consecutive transactions change backends; or 0.
+     */
+    pgBouncerSmallPort: number
   }
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // The ORM matrix's Prisma client (not committed): generated offline on a fresh clone, and again
+  // only when the schema or Prisma changed.
+  if (generatePrismaClient()) console.log('pg-tenant tests: generated the Prisma client')
   const server = process.env.DATABASE_URL
     ? { url: process.env.DATABASE_URL, stop: async () => {} }
     : await startEmbeddedPostgres()
@@ -40,10 +50,16 @@ export default async function setup(project: TestProject): Promise<() => Promise
     await server.stop()
     throw new Error('PG_TENANT_REQUIRE_PGBOUNCER=1 but pgbouncer is not installed')
   }
-  const bouncer = binary ? await startPgBouncer(server.url, binary) : undefined
+  const [bouncer, smallBouncer] = binary
+    ? await Promise.all([
+        startPgBouncer(server.url, binary),
+        startPgBouncer(server.url, binary, { poolSize: PGBOUNCER_SMALL_POOL_SIZE, spread: true }),
+      ])
+    : []
   project.provide('pgBouncerPort', bouncer?.port ?? 0)
+  project.provide('pgBouncerSmallPort', smallBouncer?.port ?? 0)
   return async () => {
-    await bouncer?.stop()
+    await Promise.all([bouncer?.stop(), smallBouncer?.stop()])
     await server.stop()
   }
 }

@@ -16,9 +16,9 @@ export * from '../../src/index.js'
 const made: TenantPool[] = []
 
 /** `createTenantPool` with `verifyRelease: true` by default. */
-export function createTenantPool(pool: PgPoolLike, options: TenantPoolOptions = {}): TenantPool {
+export function createTenantPool<P extends PgPoolLike>(pool: P, options: TenantPoolOptions = {}): TenantPool<P> {
   const db = createUnchecked(pool, { verifyRelease: true, ...options })
-  made.push(db)
+  made.push(db as unknown as TenantPool)
   return db
 }
 

@@ -27,7 +27,22 @@ export function findPgBouncer(): string | undefined {
   return CANDIDATES.find((file) => fs.existsSync(file))
 }
 
-export async function startPgBouncer(serverUrl: string, binary: string): Promise<RunningPgBouncer> {
+/** Server connections PgBouncer opens per database and user (`default_pool_size`). */
+export const PGBOUNCER_POOL_SIZE = 6
+/** The same for the small-pool PgBouncer, where clients share backends (the ORM matrix). */
+export const PGBOUNCER_SMALL_POOL_SIZE = 2
+
+export async function startPgBouncer(
+  serverUrl: string,
+  binary: string,
+  options: { poolSize?: number; spread?: boolean } = {},
+): Promise<RunningPgBouncer> {
+  const poolSize = options.poolSize ?? PGBOUNCER_POOL_SIZE
+  // spread: keep the whole server pool open (min_pool_size) and hand its connections out in turn
+  // (server_round_robin) rather than the last one used first, so that even strictly sequential
+  // transactions of one client land on different backends: anything one of them leaves at session
+  // level shows up in the next.
+  const spread = options.spread ? `min_pool_size = ${poolSize}\nserver_round_robin = 1\n` : ''
   const server = new URL(serverUrl)
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pg-tenant-pgbouncer-'))
   fs.chmodSync(dir, 0o755)
@@ -47,8 +62,8 @@ auth_user = ${user}
 auth_query = SELECT usename, '${TEST_ROLE_PASSWORD}'::text FROM pg_shadow WHERE usename = $1
 pool_mode = transaction
 max_client_conn = 1000
-default_pool_size = 6
-server_reset_query =
+default_pool_size = ${poolSize}
+${spread}server_reset_query =
 ignore_startup_parameters = extra_float_digits,options
 logfile = ${dir}/pgbouncer.log
 `
