@@ -143,7 +143,7 @@ describe('db.pool, the ORM road', () => {
       await c.query('BEGIN')
       if (setTransaction) await c.query('SET TRANSACTION ISOLATION LEVEL SERIALIZABLE')
       await c.query('select * from events')
-      await c.query(`insert into events (kind) values ('trips')`)
+      await c.query('select count(*) from events')
       await c.query('COMMIT')
     }
     for (const setTransaction of [false, true]) {
@@ -175,10 +175,10 @@ describe('db.pool, the ORM road', () => {
         .setIsolationLevel('repeatable read')
         .execute(async (trx) => {
           await trx.selectFrom('events').selectAll().execute()
-          await trx.insertInto('events').values({ kind: 'kysely-trips', org_id: 'org_1' }).execute()
+          await trx.selectFrom('events').select('id').execute()
         })
     expect(await trips(() => d.runWithTenant('org_1', () => select(scoped)))).toBe(1)
-    const alone = await trips(() => transaction(plain).catch(() => undefined)) // RLS refuses it: same trips
+    const alone = await trips(() => transaction(plain))
     expect(alone).toBe(4)
     expect(await trips(() => d.runWithTenant('org_1', () => transaction(scoped)))).toBe(alone)
   })
