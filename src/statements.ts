@@ -58,11 +58,6 @@ export function analyzeSql(text: string): SqlShape {
   return { several: heads.length > 1, controls: heads.map(classify) }
 }
 
-/** Whether SQL text holds more than one statement. */
-export function hasSeveralStatements(text: string): boolean {
-  return text.includes(';') && statementHeads(text).length > 1
-}
-
 /** The first control statement in `shape` that is one of `kinds`, if any. */
 export function findControl(shape: SqlShape, kinds: ReadonlySet<TransactionControl>): TransactionControl | undefined {
   for (const control of shape.controls) if (control !== undefined && kinds.has(control)) return control

@@ -3,7 +3,7 @@
  *
  * Every value reaches PostgreSQL as a bind parameter of `set_config(name, value, is_local)`: `SET`
  * takes no parameters, so the library never builds `SET x = '<value>'` from input. Setting names are
- * validated here and only ever interpolated after validation, as quoted identifiers in `RESET`.
+ * validated here; pg-tenant passes them as bind parameters too.
  */
 import { InvalidOptionsError, InvalidTenantError, RoleNotAllowedError } from './errors.js'
 
@@ -210,19 +210,4 @@ function buildApply(tenant: ResolvedTenant, local: boolean, withPid: boolean): S
   }
   if (withPid) calls.push('pg_backend_pid()')
   return { text: `select ${calls.join(', ')}`, values }
-}
-
-/** Double-quotes each part of a validated setting name, for `RESET`. */
-function quoteSettingName(name: string): string {
-  return name
-    .split('.')
-    .map((part) => `"${part}"`)
-    .join('.')
-}
-
-/** The statements that undo a session-level apply: `RESET ROLE` and a `RESET` of each setting. */
-export function resetStatements(tenant: ResolvedTenant): string[] {
-  const parts = tenant.settings.map(([name]) => `RESET ${quoteSettingName(name)}`)
-  if (tenant.role !== undefined) parts.unshift('RESET ROLE')
-  return parts
 }

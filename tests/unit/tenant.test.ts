@@ -3,11 +3,11 @@ import { describe, expect, it } from 'vitest'
 import {
   applyStatement,
   isRoleAllowed,
-  resetStatements,
   resolveTenant,
   validateSettingName,
   type TenantRules,
 } from '../../src/tenant.js'
+import { ResetPlan } from '../../src/reset.js'
 
 const rules: TenantRules = { setting: 'app.tenant_id', roles: ['reader', /^org_[a-z0-9_]+$/], maxValueLength: 256 }
 
@@ -60,7 +60,7 @@ describe('validateSettingName', () => {
   })
 })
 
-describe('applyStatement and resetStatements', () => {
+describe('applyStatement', () => {
   it('binds every name and value; only the literal role name is in the text', () => {
     const t = resolveTenant({ id: "o'; drop", role: 'org_1', settings: { 'app.user': 'u' } }, rules)
     const local = applyStatement(t, true)
@@ -69,7 +69,34 @@ describe('applyStatement and resetStatements', () => {
     )
     expect(local.values).toEqual(['app.tenant_id', "o'; drop", 'app.user', 'u', 'org_1'])
     expect(applyStatement(t, false).text).toContain('false')
-    expect(resetStatements(t)).toEqual(['RESET ROLE', 'RESET "app"."tenant_id"', 'RESET "app"."user"'])
     expect(applyStatement(t, false, true).text).toMatch(/, pg_backend_pid\(\)$/)
+  })
+})
+
+describe('ResetPlan', () => {
+  it('resets the role and every setting name seen, once each whatever the case, all bound', () => {
+    const plan = new ResetPlan('app.tenant_id')
+    expect(plan.statement()).toEqual({
+      text: "select set_config('role', 'none', false), set_config($1, '', false)",
+      values: ['app.tenant_id'],
+    })
+    plan.add(['app.user', 'APP.TENANT_ID', 'app.user'])
+    expect(plan.names).toEqual(['app.tenant_id', 'app.user'])
+    expect(plan.statement()).toEqual({
+      text: "select set_config('role', 'none', false), set_config($1, '', false), set_config($2, '', false)",
+      values: ['app.tenant_id', 'app.user'],
+    })
+  })
+
+  it('names a companion per prepared statement, tied to it, renamed when the names change', () => {
+    const plan = new ResetPlan('app.tenant_id')
+    const prefix = { name: 'pg_tenant_0123', text: 'select 1', values: [] }
+    const companion = plan.companionOf(prefix)
+    expect(companion).toMatchObject({ unit: 'pg_tenant_0123', text: plan.statement().text })
+    expect(companion.name).toMatch(/^pg_tenant_[0-9a-f]{16}$/)
+    expect(plan.companionOf(prefix)).toBe(companion)
+    expect(plan.companionOf({ ...prefix, name: 'pg_tenant_4567' }).name).not.toBe(companion.name)
+    plan.add(['app.user'])
+    expect(plan.companionOf(prefix).name).not.toBe(companion.name)
   })
 })
