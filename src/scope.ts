@@ -318,7 +318,7 @@ export class Scope {
     started.catch(() => release())
     // The turn is held until the submittable is done; a client's autocommit cursor then commits.
     this.#tail = started.then(
-      () => held.then(() => this.#afterStream()),
+      () => held.then(() => this.#afterStream()).catch(() => undefined),
       () => undefined,
     )
     return started
@@ -478,21 +478,26 @@ export class Scope {
     } catch (err) {
       failure = err
     }
-    await this.#endOwnTransaction(client)
+    const ended = await this.#endOwnTransaction(client)
     if (result === undefined) throw failure
+    // A COMMIT that failed (a deferred constraint) kept nothing: the caller must not see success.
+    if (ended !== undefined) throw ended
     return result
   }
 
   /**
    * Ends a transaction the scope opened for the caller's autocommit work: COMMIT with the reset
-   * when it is intact, ROLLBACK when it is aborted. Its own failure is left for the release
-   * decision (the status, or a broken connection) to see.
+   * when it is intact, ROLLBACK when it is aborted. Resolves with the COMMIT's error, if it failed;
+   * the release decision (the status, a broken connection) sees the rest.
    */
-  async #endOwnTransaction(client: PgClientLike): Promise<void> {
-    if (this.#broken || this.#unanswered || this.#status === 'I') return
+  async #endOwnTransaction(client: PgClientLike): Promise<unknown> {
+    if (this.#broken || this.#unanswered || this.#status === 'I') return undefined
     const commit = this.#status === 'T'
     const end = this.#send(client, { text: commit ? 'COMMIT' : 'ROLLBACK' }, [], commit ? [this.#reset()] : [], false)
-    await this.#answer(end).catch(() => undefined)
+    return this.#answer(end).then(
+      () => undefined,
+      (err: unknown) => (commit ? err : undefined),
+    )
   }
 
   /** What the next statement carries, from the kind of scope and the current transaction status. */
@@ -571,7 +576,9 @@ export class Scope {
     this.#status = lastStatus(this.#connectionOf(client)) ?? this.#status
     if (this.kind !== 'client' || !this.#began) return
     this.#began = false
-    await this.#endOwnTransaction(client)
+    // Nobody awaits a cursor's end: a COMMIT that failed is reported on the pool's 'error'.
+    const failed = await this.#endOwnTransaction(client)
+    if (failed !== undefined) this.#shared.report?.(failed)
   }
 
   /** The prefix and suffix of a single-trip autocommit statement. */

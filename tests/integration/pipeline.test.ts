@@ -186,6 +186,17 @@ describe('results', () => {
     )) as unknown as Array<{ rows: unknown[] }>
     expect(results.map((r) => r.rows)).toEqual([[{ n: 10 }], [{ t: 'org_1' }]])
   })
+
+  it('several statements whose COMMIT fails on a deferred constraint reject, and keep nothing', async () => {
+    const db = createTenantPool(t.pool({ max: 1 }))
+    const err = await db
+      .runWithTenant('org_1', () =>
+        db.query(`insert into events (kind) values ('several-fk'); insert into children (parent_id) values (999)`),
+      )
+      .catch((e: unknown) => e)
+    expect(err).toMatchObject({ code: '23503' })
+    expect((await t.admin(`select * from events where kind = 'several-fk'`)).rows).toEqual([])
+  })
 })
 
 describe('pg submittables', () => {
