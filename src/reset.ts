@@ -8,6 +8,11 @@
  * for every setting name this pool has written (its `setting` and every tenant setting seen so
  * far). `role = none` is `RESET ROLE` for a login that has no default role; a setting set to `''`
  * reads as unset to every policy written with `nullif(current_setting(name, true), '')`.
+ *
+ * After a COMMIT it runs in a transaction of its own. After a lone statement it runs in that
+ * statement's implicit transaction, before the commit, where deferred constraint triggers fire:
+ * so there `SET CONSTRAINTS ALL IMMEDIATE` goes first, firing them while the tenant still applies.
+ * For a transaction of one statement, firing them at its end or at the commit is the same.
  */
 import { preparedName, type PrefixStatement } from './pipeline.js'
 
@@ -16,8 +21,8 @@ export class ResetPlan {
   readonly #names: string[] = []
   readonly #keys = new Set<string>()
   #statement: PrefixStatement | undefined
-  // Named copies of the statement, one per prepared tenant statement it is parsed with.
-  #companions = new Map<string, PrefixStatement>()
+  // Named copies of what follows a lone statement, one pair per prepared tenant statement.
+  #companions = new Map<string, readonly PrefixStatement[]>()
 
   constructor(setting: string) {
     this.add([setting])
@@ -48,21 +53,33 @@ export class ResetPlan {
     })
   }
 
+  /** What follows a lone statement, in its implicit transaction: deferred triggers, then the reset. */
+  afterStatement(): readonly PrefixStatement[] {
+    return [IMMEDIATE, this.statement()]
+  }
+
   /**
-   * The reset as a named statement that is parsed exactly when `prefix` (a named tenant statement)
-   * is, in the same pipeline: then the server can never hold one without the other, and binding
-   * the reset can never fail after the caller's statement has run (see `PrefixStatement.unit`).
+   * {@link ResetPlan.afterStatement} as named statements parsed exactly when `prefix` (a named
+   * tenant statement) is, in the same pipeline: then the server can never hold one without the
+   * others, and binding them can never fail after the caller's statement has run (see
+   * `PrefixStatement.unit`).
    */
-  companionOf(prefix: PrefixStatement & { name: string }): PrefixStatement {
-    let companion = this.#companions.get(prefix.name)
-    if (companion === undefined) {
-      const { text, values } = this.statement()
-      companion = { text, values, name: preparedName(`${prefix.name}\0${text}`), unit: prefix.name }
-      this.#companions.set(prefix.name, companion)
+  afterStatementWith(prefix: PrefixStatement & { name: string }): readonly PrefixStatement[] {
+    let companions = this.#companions.get(prefix.name)
+    if (companions === undefined) {
+      companions = this.afterStatement().map(({ text, values }) => ({
+        text,
+        values,
+        name: preparedName(`${prefix.name}\0${text}`),
+        unit: prefix.name,
+      }))
+      this.#companions.set(prefix.name, companions)
     }
-    return companion
+    return companions
   }
 }
+
+const IMMEDIATE: PrefixStatement = { text: 'SET CONSTRAINTS ALL IMMEDIATE', values: [] }
 
 function resetText(count: number): string {
   const calls = ["set_config('role', 'none', false)"]

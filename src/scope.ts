@@ -583,8 +583,9 @@ export class Scope {
 
   /** The prefix and suffix of a single-trip autocommit statement. */
   #singleTrip(): { prefix: PrefixStatement[]; suffix: PrefixStatement[] } {
-    if (!this.#hasTenant()) return { prefix: [], suffix: [this.#reset()] }
-    if (this.#shared.preparePrefix === false) return { prefix: this.#apply(true), suffix: [this.#reset()] }
+    const after = this.#shared.reset!
+    if (!this.#hasTenant()) return { prefix: [], suffix: [...after.afterStatement()] }
+    if (this.#shared.preparePrefix === false) return { prefix: this.#apply(true), suffix: [...after.afterStatement()] }
     // A lone statement can be sent again if the server refuses the prepared statement (runAlone).
     const memo = this.tenant.memo
     if (memo.prepared === undefined) {
@@ -592,7 +593,7 @@ export class Scope {
       memo.prepared = { ...statement, name: preparedName(statement.text) }
     }
     const prefix = memo.prepared
-    return { prefix: [prefix], suffix: [this.#shared.reset?.companionOf(prefix) ?? this.#reset()] }
+    return { prefix: [prefix], suffix: [...after.afterStatementWith(prefix)] }
   }
 
   #apply(local: boolean): PrefixStatement[] {

@@ -230,3 +230,25 @@ describe('pg submittables', () => {
     expect(after.tenant).toBe('')
   })
 })
+
+describe('deferred constraint triggers', () => {
+  it('fire while the tenant still applies, in a lone query as in a scope', async () => {
+    // A deferred constraint trigger records the tenant and role it runs as.
+    await t.admin(`create table trigger_log (tenant text, role text)`)
+    await t.admin(`grant insert on trigger_log to ${t.appRole}`)
+    await t.admin(`create function log_tenant() returns trigger language plpgsql security definer as $$
+      begin insert into trigger_log values (current_setting('app.tenant_id', true), current_user); return null; end $$`)
+    await t.admin(`create constraint trigger log_tenant after insert on events deferrable initially deferred
+      for each row when (new.kind = 'deferred') execute function log_tenant()`)
+    const db = createTenantPool(t.pool({ max: 1 }))
+    await db.runWithTenant('org_lone', () => db.query(`insert into events (kind) values ('deferred')`))
+    await db.withTenant('org_scope', () => db.query(`insert into events (kind) values ('deferred')`))
+    await db.runWithTenant('org_client', async () => {
+      const client = await db.pool.connect()
+      await client.query(`insert into events (kind) values ('deferred')`)
+      client.release()
+    })
+    const { rows } = await t.admin<{ tenant: string }>('select tenant from trigger_log')
+    expect(rows.map((r) => r.tenant).sort()).toEqual(['org_client', 'org_lone', 'org_scope'])
+  })
+})

@@ -26,11 +26,12 @@ afterAll(async () => {
   await proxy.close()
 })
 
-// The tenant statement (bound), the query (parsed, bound, described, executed), the reset (bound).
-const PREPARED = ['B', 'E', 'P', 'B', 'D', 'E', 'B', 'E', 'S']
-const UNNAMED = ['P', 'B', 'E', 'P', 'B', 'D', 'E', 'P', 'B', 'E', 'S']
-// The tenant statement and its reset parsed under their names first, then as PREPARED.
-const FIRST = ['P', 'P', ...PREPARED]
+// The tenant statement (bound), the query (parsed, bound, described, executed), then SET
+// CONSTRAINTS ALL IMMEDIATE and the reset (bound).
+const PREPARED = ['B', 'E', 'P', 'B', 'D', 'E', 'B', 'E', 'B', 'E', 'S']
+const UNNAMED = ['P', 'B', 'E', 'P', 'B', 'D', 'E', 'P', 'B', 'E', 'P', 'B', 'E', 'S']
+// The tenant statement and what follows it parsed under their names first, then as PREPARED.
+const FIRST = ['P', 'P', 'P', ...PREPARED]
 
 /** A pool of one connection through the counting proxy. */
 function onePool() {
@@ -45,7 +46,7 @@ const tenantStatementName = () => {
   return preparedName(applyStatement(tenant, true).text)
 }
 /** The reset prepared with it. */
-const resetStatement = () => new ResetPlan('app.tenant_id').companionOf({ name: tenantStatementName(), text: '', values: [] })
+const afterStatement = () => new ResetPlan('app.tenant_id').afterStatementWith({ name: tenantStatementName(), text: '', values: [] })
 
 async function kindsOf(db: ReturnType<typeof createTenantPool>, tenant: string): Promise<string[]> {
   const { rows } = await db.runWithTenant(tenant, () => db.query<{ kind: string }>('select kind from events order by kind'))
@@ -68,12 +69,13 @@ describe('the prepared tenant statement', () => {
     const second = await wire(() => kindsOf(db, 'org_2'))
     expect(second).toEqual({ value: ['c'], messages: PREPARED, trips: 1 })
     const { rows } = await pool.query<{ name: string; statement: string }>(
-      'select name, statement from pg_prepared_statements order by length(statement)',
+      'select name, statement from pg_prepared_statements order by name',
     )
-    expect(rows).toEqual([
+    const expected = [
       { name: tenantStatementName(), statement: 'select set_config($1, $2, true)' },
-      { name: resetStatement().name, statement: resetStatement().text },
-    ])
+      ...afterStatement().map(({ name, text }) => ({ name: name!, statement: text })),
+    ]
+    expect(rows).toEqual(expected.sort((a, b) => (a.name < b.name ? -1 : 1)))
   })
 
   it('dropped by DISCARD ALL: the query runs again unnamed, as the tenant, and the pool stops preparing', async () => {

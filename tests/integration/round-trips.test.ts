@@ -57,9 +57,9 @@ describe('scope transaction (default)', () => {
     // The tenant's statement is prepared on the connection by the warm-up, then only bound. Behind
     // a transaction pooler it may have been refused once (another server connection), after
     // which this pool parses it unnamed: still one trip.
-    // The tenant statement, the query, then the reset, with one Sync.
-    const prepared = ['B', 'E', 'P', 'B', 'D', 'E', 'B', 'E', 'S']
-    const unnamed = ['P', 'B', 'E', 'P', 'B', 'D', 'E', 'P', 'B', 'E', 'S']
+    // The tenant statement, the query, deferred triggers fired, the reset, with one Sync.
+    const prepared = ['B', 'E', 'P', 'B', 'D', 'E', 'B', 'E', 'B', 'E', 'S']
+    const unnamed = ['P', 'B', 'E', 'P', 'B', 'D', 'E', 'P', 'B', 'E', 'P', 'B', 'E', 'S']
     if (target === 'direct') expect(proxy.messages).toEqual(prepared)
     else expect([prepared, unnamed]).toContainEqual(proxy.messages)
   })
