@@ -1,10 +1,14 @@
 /**
- * The torture test, short version (20,000 operations): see tests/soak/torture.ts for what it runs
- * and the invariants it checks; `npm run soak` runs 1,000,000.
+ * The torture test, short version: see tests/soak/torture.ts for what it runs and the invariants
+ * it checks; `npm run soak` runs 1,000,000.
+ *
+ * It prints its seed first. Replay the same operations (each one's kind and choices; not the
+ * timing of faults) with PG_TENANT_TORTURE_SEED=<seed>, and PG_TENANT_TORTURE_OPS=<n> if the run
+ * was sized differently.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
-import { formatReport, runTorture } from '../soak/torture.js'
+import { formatReport, parseSeed, runTorture } from '../soak/torture.js'
 
 let t: TestDatabase
 beforeAll(async () => {
@@ -13,18 +17,22 @@ beforeAll(async () => {
 afterAll(() => t.drop())
 
 const OPERATIONS = Number(process.env.PG_TENANT_TORTURE_OPS ?? 20_000)
+const SEED = parseSeed(process.env.PG_TENANT_TORTURE_SEED)
 
 it(`keeps tenants apart through ${OPERATIONS.toLocaleString('en')} operations with injected faults`, { timeout: 150_000 }, async () => {
+  console.log(`pg-tenant torture: seed ${SEED} (replay: PG_TENANT_TORTURE_SEED=${SEED} PG_TENANT_TORTURE_OPS=${OPERATIONS})`)
   const report = await runTorture({
     appUrl: t.appUrl,
     adminUrl: t.adminUrl,
     roles: t.roles.sales,
     operations: OPERATIONS,
     timeLimitMs: 120_000,
+    seed: SEED,
   })
   console.log(formatReport(report))
-  expect(report.violations).toEqual([])
-  expect(report.unexpected).toEqual([])
+  const replay = `replay with PG_TENANT_TORTURE_SEED=${SEED} PG_TENANT_TORTURE_OPS=${OPERATIONS}`
+  expect(report.violations, replay).toEqual([])
+  expect(report.unexpected, replay).toEqual([])
   expect(report.operations).toBe(OPERATIONS)
   // Not vacuous: every kind of operation ran, every injected fault failed as it should at least
   // once, and the faults around them happened.

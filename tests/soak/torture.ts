@@ -55,7 +55,11 @@ export interface TortureOptions {
   readonly concurrency?: number
   /** Each operation must settle within this (ms). */
   readonly deadlineMs?: number
-  /** Seed of the operation mix (the timing of faults is the machine's). */
+  /**
+   * Seed of the operation mix: each operation's kind and every choice it makes (tenant, variant)
+   * come from it, whatever the interleaving; the timing of faults is the machine's. Random when
+   * absent; the report carries it.
+   */
   readonly seed?: number
   /** Called every `progressEvery` operations. */
   readonly onProgress?: (report: TortureReport) => void
@@ -92,7 +96,7 @@ export interface TortureReport {
   dirtyProbes: number
   hangs: number
   /** Failures that are none of the injected kinds, or an injected fault that did not fail. */
-  readonly unexpected: Array<{ op: string; error: string }>
+  readonly unexpected: Array<{ op: string; index: number; error: string }>
   /**
    * For the first unexpected failures: what else was running then (kinds and ages), the pg pool's
    * counts, and the longest event-loop stall so far, to tell pg-tenant from the machine.
@@ -567,6 +571,27 @@ function prng(seed: number): () => number {
   }
 }
 
+/** The seed of operation `index`'s own generator. */
+function opSeed(seed: number, index: number): number {
+  return (Math.imul(seed ^ 0x5bd1e995, 0x27d4eb2d) + Math.imul(index + 1, 0x9e3779b9)) >>> 0
+}
+
+/** A seed for a run that was given none. */
+export function randomSeed(): number {
+  return Math.floor(Math.random() * 2 ** 31)
+}
+
+/**
+ * The seed in `text` (an environment variable or a command-line value), a random one when it is
+ * empty; throws on anything that is not a non-negative integer.
+ */
+export function parseSeed(text: string | undefined): number {
+  if (text === undefined || text.trim() === '') return randomSeed()
+  const seed = Number(text)
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`not a seed: ${JSON.stringify(text)} (a non-negative integer)`)
+  return seed
+}
+
 function describeError(err: unknown): string {
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code
@@ -577,7 +602,7 @@ function describeError(err: unknown): string {
 
 /** Runs the torture. Never throws for an invariant: read `violations`. */
 export async function runTorture(options: TortureOptions): Promise<TortureReport> {
-  const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31)
+  const seed = options.seed ?? randomSeed()
   const rnd = prng(seed)
   const tenantCount = options.tenants ?? 12
   const concurrency = options.concurrency ?? 16
@@ -700,6 +725,25 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
   const terminations: number[] = []
   const hogWindows: Array<[number, number]> = []
   let sequence = 0
+  // Each operation draws from a generator of its own, seeded from the run's seed and its index:
+  // the same seed gives every operation the same kind and the same choices, however the
+  // concurrent operations interleave (the timing of faults is still the machine's).
+  const randomness = (r: () => number): Pick<Context, 'rnd' | 'pick' | 'actor' | 'roleActor'> => ({
+    rnd: r,
+    pick: (items) => items[Math.floor(r() * items.length)]!,
+    actor(withRole = false) {
+      const id = ids[Math.floor(r() * ids.length)]!
+      if (withRole && r() < 0.25) {
+        const role = options.roles[Math.floor(r() * options.roles.length)]!
+        return { tenant: { id, role }, id, role }
+      }
+      return { tenant: id, id, role: undefined }
+    },
+    roleActor() {
+      const role = options.roles[Math.floor(r() * options.roles.length)]!
+      return { tenant: { role }, id: undefined, role }
+    },
+  })
   const c: Context = {
     tx,
     session,
@@ -709,20 +753,7 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
     report,
     committed: new Set(),
     committedClients: new Set(),
-    rnd,
-    pick: (items) => items[Math.floor(rnd() * items.length)]!,
-    actor(withRole = false) {
-      const id = ids[Math.floor(rnd() * ids.length)]!
-      if (withRole && rnd() < 0.25) {
-        const role = options.roles[Math.floor(rnd() * options.roles.length)]!
-        return { tenant: { id, role }, id, role }
-      }
-      return { tenant: id, id, role: undefined }
-    },
-    roleActor() {
-      const role = options.roles[Math.floor(rnd() * options.roles.length)]!
-      return { tenant: { role }, id: undefined, role }
-    },
+    ...randomness(rnd),
     nextPayload: (actor) => `${actor.id ?? actor.role}|${seed}.${++sequence}`,
     fault(text) {
       report.violations.push(text)
@@ -788,17 +819,18 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
         `${(loopDelay.max / 1e6).toFixed(0)} ms; running: ${others}`,
     )
   }
-  const runOne = async (op: (typeof OPS)[number]) => {
+  const runOne = async (op: (typeof OPS)[number], index: number) => {
     const stats = report.byKind[op.kind]!
     stats.ran++
     const opStarted = performance.now()
     const id = ++opIds
     runningOps.set(id, { kind: op.kind, since: opStarted })
+    const oc: Context = { ...c, ...randomness(prng(opSeed(seed, index))) }
     let timer: NodeJS.Timeout | undefined
     const deadline = new Promise<'hang'>((resolve) => {
       timer = setTimeout(() => resolve('hang'), deadlineMs)
     })
-    const running = op.run(c).then(
+    const running = op.run(oc).then(
       () => ({ ok: true as const }),
       (error: unknown) => ({ ok: false as const, error }),
     )
@@ -808,7 +840,7 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
     runningOps.delete(id)
     if (outcome === 'hang') {
       report.hangs++
-      report.violations.push(`${op.kind} did not settle within ${deadlineMs} ms`)
+      report.violations.push(`${op.kind} (operation #${index}) did not settle within ${deadlineMs} ms`)
       void running.finally(() => inFlight.delete(running))
       return
     }
@@ -816,8 +848,8 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
     const expected = 'expect' in op ? (op.expect as Expectation) : undefined
     if (outcome.ok) {
       if (expected !== undefined && op.kind !== 'pool exhaustion') {
-        report.unexpected.push({ op: op.kind, error: `succeeded; expected ${expected.label}` })
-        report.violations.push(`${op.kind} succeeded although it injected ${expected.label}`)
+        report.unexpected.push({ op: op.kind, index, error: `succeeded; expected ${expected.label}` })
+        report.violations.push(`${op.kind} (operation #${index}) succeeded although it injected ${expected.label}`)
       } else stats.ok++
       return
     }
@@ -836,8 +868,8 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
       return
     }
     diagnose(op.kind, opStarted)
-    report.unexpected.push({ op: op.kind, error: describeError(error) })
-    report.violations.push(`${op.kind} failed with an error no injected fault explains: ${describeError(error)}`)
+    report.unexpected.push({ op: op.kind, index, error: describeError(error) })
+    report.violations.push(`${op.kind} (operation #${index}) failed with an error no injected fault explains: ${describeError(error)}`)
   }
 
   const worker = async () => {
@@ -847,9 +879,9 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
         return
       }
       // Every kind of operation runs at least once, first; then at random by weight.
-      const op = issued < OPS.length ? OPS[issued]! : chooseOp()
-      issued++
-      await runOne(op)
+      const index = issued++
+      const op = index < OPS.length ? OPS[index]! : chooseOp()
+      await runOne(op, index)
       report.operations++
       if (options.onProgress && report.operations % (options.progressEvery ?? 100_000) === 0) {
         report.durationMs = performance.now() - started
@@ -989,7 +1021,7 @@ export function formatReport(r: TortureReport): string {
     '',
     r.violations.length === 0 ? 'every invariant held' : `VIOLATIONS (${r.violations.length}):`,
     ...r.violations.slice(0, 20).map((x) => `  - ${x}`),
-    ...r.unexpected.slice(0, 10).map((u) => `  unexpected in ${u.op}: ${u.error}`),
+    ...r.unexpected.slice(0, 10).map((u) => `  unexpected in ${u.op} (operation #${u.index}): ${u.error}`),
     ...r.diagnosis.map((d) => `  when: ${d}`),
   )
   return lines.join('\n')
