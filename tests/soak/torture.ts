@@ -18,6 +18,25 @@
  * - no hang: every operation settles within `deadlineMs`;
  * - the diagnostics channels agree: every scope that started ended, and every client a scope took
  *   was released or destroyed exactly once; nothing is left checked out at the end.
+ *
+ * The ORM road, `db.pool.connect()`, is tortured the same way: clients under `runWithTenant` (scope
+ * kind `'client'`: autocommit statements, the caller's own transactions in every BEGIN form,
+ * savepoints, ROLLBACK, a throw or `release(err)` mid-transaction, session state written on purpose
+ * with SET ROLE, set_config(..., false) and DO blocks, refused COMMIT AND CHAIN, use after release),
+ * inside `withTenant` (the scope's client, transactions as savepoints) and under `withoutTenant`,
+ * with faults on held clients (terminated backend, query_timeout, pool exhaustion). On top of the
+ * invariants above:
+ * - every statement after session dirt runs as the bound tenant and role, and nothing else;
+ * - every write of a caller transaction that committed is kept, none of one rolled back is;
+ * - each client scope returns its client exactly once (followed by scope id on the channels), every
+ *   client handed out is released once by the caller, every `release(err)` destroys its connection
+ *   (`'requested'`), and a client pg-tenant cannot confirm clean is destroyed and reported: exactly
+ *   one `ReleaseError` on the pool's 'error' event per such destroy, each explained by a fault
+ *   injected on that client or a backend terminated around it;
+ * - a held client whose backend dies passes the pg client's 'error' event on to its listener.
+ *
+ * Replay: the report (and both callers, first thing) print the seed; the same seed gives every
+ * operation the same kind and choices (PG_TENANT_TORTURE_SEED, `npm run soak -- --seed`).
  */
 import diagnostics from 'node:diagnostics_channel'
 import { EventEmitter } from 'node:events'
@@ -158,6 +177,8 @@ export interface TortureReport {
     serializationFailures: number
     /** Backends of held clients terminated on purpose. */
     terminations: number
+    /** Of those terminated between statements: clients whose 'error' event the caller never heard. */
+    errorEventsMissed: number
   }
   /** Clients the pg pool handed to pg-tenant. */
   scopeCheckouts: number
@@ -1165,6 +1186,126 @@ const OPS = [
       )
     },
   },
+  // Faults on held clients.
+  {
+    kind: 'client backend terminated',
+    weight: 0.5,
+    expect: { label: 'its connection lost', test: (e: unknown) => COLLATERAL.terminated.some((m) => m.test(e)) },
+    run: async (c: Context) => {
+      const db = c.pick([c.tx, c.session])
+      const a = c.actor(true)
+      const midTransaction = c.rnd() < 0.5
+      const duringStatement = c.rnd() < 0.3
+      await db.runWithTenant(a.tenant, () =>
+        withClient(c, db, async (held) => {
+          const { client } = held
+          let heard!: () => void
+          const errored = new Promise<void>((resolve) => {
+            heard = resolve
+          })
+          const onError = () => heard()
+          client.on('error', onError)
+          try {
+            const pid = await pidOf(client)
+            if (midTransaction) {
+              await begin(c, client, c.pick(WRITABLE_BEGINS))
+              c.undone.add(await writeEvent(c, client, a))
+            } else await readEvents(c, client, a)
+            held.inject('pg_terminate_backend')
+            c.report.clients.terminations++
+            const kill = () => c.admin.query('select pg_terminate_backend($1)', [pid])
+            if (duringStatement) {
+              const running = client.query('select pg_sleep(2)')
+              running.catch(() => undefined)
+              await sleep(20)
+              await kill()
+              await running
+              return
+            }
+            // Between statements: the client hears of it (its 'error' event, passed on to the
+            // caller's listener), and the next statement fails.
+            await kill()
+            const heardOf = await Promise.race([errored.then(() => true), sleep(2_000).then(() => false)])
+            if (!heardOf) c.report.clients.errorEventsMissed++
+            await (midTransaction ? client.query(c.pick(COMMITS)) : readEvents(c, client, a))
+          } finally {
+            client.removeListener('error', onError)
+          }
+        }),
+      )
+    },
+  },
+  {
+    kind: 'client query_timeout',
+    weight: 0.7,
+    expect: message('Query read timeout', /^Query read timeout$/),
+    run: async (c: Context) => {
+      const db = c.pick([c.tx, c.session])
+      const a = c.actor(true)
+      await db.runWithTenant(a.tenant, () =>
+        withClient(c, db, async (held) => {
+          const { client } = held
+          if (c.rnd() < 0.5) {
+            await begin(c, client, c.pick(WRITABLE_BEGINS))
+            c.undone.add(await writeEvent(c, client, a))
+          } else if (c.rnd() < 0.5) await readEvents(c, client, a)
+          // Left unanswered: the client cannot be confirmed clean, so its release destroys it and
+          // reports a ReleaseError, which this explains.
+          held.inject('query_timeout')
+          const timedOut = client.query({ text: 'select pg_sleep(0.3)', query_timeout: 20 })
+          if (c.rnd() < 0.4) {
+            // Swallowed: the next statement waits for the server, then runs, as the tenant.
+            const err = await mustFail(c, timedOut, message('Query read timeout', /^Query read timeout$/), 'a statement past its query_timeout')
+            await checkState(c, client, a, 'the statement after a query_timeout')
+            await readEvents(c, client, a)
+            throw err
+          }
+          await timedOut
+        }),
+      )
+    },
+  },
+  {
+    kind: 'client pool exhaustion',
+    weight: 0.03,
+    run: async (c: Context) => {
+      // Clients held (idle, or idle in a caller transaction) for longer than connectionTimeoutMillis:
+      // one more connect() than the pool has clients must time out waiting.
+      const done = c.hogStarted()
+      try {
+        const hogs = Array.from({ length: POOL_SIZE + 1 }, () => {
+          const a = c.actor(true)
+          const db = c.pick([c.tx, c.session])
+          const inTransaction = c.rnd() < 0.5
+          return db.runWithTenant(a.tenant, () =>
+            withClient(c, db, async ({ client }) => {
+              let written: string | undefined
+              if (inTransaction) {
+                await begin(c, client, c.pick(WRITABLE_BEGINS))
+                written = await writeEvent(c, client, a)
+              } else await readEvents(c, client, a)
+              await sleep(HOG_SLEEP_S * 1000)
+              await checkState(c, client, a, 'a client held through a pool exhaustion')
+              await readEvents(c, client, a)
+              if (written !== undefined) {
+                await client.query('COMMIT')
+                c.report.clients.commits++
+                c.committed.add(written)
+              }
+            }),
+          )
+        })
+        const outcomes = await Promise.allSettled(hogs)
+        for (const o of outcomes) {
+          if (o.status === 'fulfilled') continue
+          if (COLLATERAL.exhausted[0]!.test(o.reason)) c.report.hogTimeouts++
+          else throw o.reason
+        }
+      } finally {
+        done()
+      }
+    },
+  },
 ] as const satisfies ReadonlyArray<{ kind: string; weight: number; expect?: Expectation; run(c: Context): Promise<void> }>
 
 const POOL_SIZE = 3
@@ -1277,6 +1418,7 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
       rollbacks: 0,
       serializationFailures: 0,
       terminations: 0,
+      errorEventsMissed: 0,
     },
     scopeCheckouts: 0,
     poolCheckouts: 0,
@@ -1746,6 +1888,9 @@ function checkInvariants(r: TortureReport): void {
     v.push(`${reportable} client destroys should have been reported, but the pool emitted ${cl.releaseErrors} ReleaseErrors`)
   }
   if (cl.verifiedReleases !== cl.releases) v.push(`${cl.releases - cl.verifiedReleases} client releases were not verified`)
+  if (cl.errorEventsMissed > 0) {
+    v.push(`${cl.errorEventsMissed} held clients lost their backend but never passed the 'error' event on to the caller's listener`)
+  }
 }
 
 /** The report as text, for the soak and for a failing test. */
@@ -1785,7 +1930,8 @@ export function formatReport(r: TortureReport): string {
     `  ReleaseErrors on the pool's 'error' event ${r.clients.releaseErrors} ${JSON.stringify(r.clients.releaseErrorsBy)}`,
     `  caller transactions committed ${r.clients.commits}, rolled back ${r.clients.rollbacks} ` +
       `(${r.clients.serializationFailures} after a serialization failure); session dirt written ${r.clients.sessionDirt}; ` +
-      `transaction control refused ${r.clients.refusedControl}; held backends terminated ${r.clients.terminations}`,
+      `transaction control refused ${r.clients.refusedControl}; held backends terminated ${r.clients.terminations} ` +
+      `('error' event not heard ${r.clients.errorEventsMissed})`,
     '',
     r.violations.length === 0 ? 'every invariant held' : `VIOLATIONS (${r.violations.length}):`,
     ...r.violations.slice(0, 20).map((x) => `  - ${x}`),
