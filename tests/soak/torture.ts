@@ -105,6 +105,8 @@ export interface TortureReport {
   readonly byKind: Record<string, { ran: number; ok: number; injected: number; collateral: number }>
   /** Failures by the error that was expected: `'<op>: <error>'` or `'collateral <fault>: <error>'`. */
   readonly failures: Record<string, number>
+  /** Collateral failures by operation kind, then by what explains them. */
+  readonly collateralByKind: Record<string, Record<string, number>>
   terminations: number
   hogs: number
   hogTimeouts: number
@@ -489,8 +491,15 @@ function dirt(c: Context, actor: Actor): { text: string; values?: unknown[] } {
     { text: `do $$ begin perform set_config('app.tenant_id', ${lit(other)}, false); end $$` },
     { text: `do $$ begin perform set_config('role', ${lit(role)}, false); perform set_config('app.tenant_id', ${lit(other)}, false); end $$` },
     { text: `select set_config('role', $1, false), set_config('app.tenant_id', $2, false)`, values: [role, other] },
+    // Inside a function: no lexer can see it.
+    { text: `select ${LEAVE_TENANT}($1)`, values: [other] },
+    // Several statements in one text (the simple protocol).
+    { text: `select 1; set app.tenant_id = ${lit(other)}; set role ${role}` },
   ])
 }
+
+/** A function that writes the tenant setting at session level (made by runTorture, as superuser). */
+const LEAVE_TENANT = 'torture_leave_tenant'
 
 /** How a caller transaction begins, and what it must then run as. */
 const BEGINS: ReadonlyArray<{ sql: readonly string[]; iso: string; readOnly?: boolean }> = [
@@ -1375,6 +1384,7 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
     durationMs: 0,
     byKind: Object.fromEntries(OPS.map((o) => [o.kind, { ran: 0, ok: 0, injected: 0, collateral: 0 }])),
     failures: {},
+    collateralByKind: {},
     terminations: 0,
     hogs: 0,
     hogTimeouts: 0,
@@ -1733,6 +1743,8 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
     if (collateral !== undefined) {
       stats.collateral++
       report.failures[collateral] = (report.failures[collateral] ?? 0) + 1
+      const byKind = (report.collateralByKind[op.kind] ??= {})
+      byKind[collateral] = (byKind[collateral] ?? 0) + 1
       return
     }
     diagnose(op.kind, opStarted)
@@ -1759,6 +1771,9 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
     }
   }
   try {
+    await admin.query(
+      `create or replace function ${LEAVE_TENANT}(v text) returns text language sql as $$ select set_config('app.tenant_id', v, false) $$`,
+    )
     await Promise.all(Array.from({ length: concurrency }, worker))
     report.durationMs = performance.now() - started
     // Operations that overran their deadline get a little longer to settle before the counts.
@@ -1911,6 +1926,14 @@ export function formatReport(r: TortureReport): string {
   }
   lines.push('', 'failures, by the fault that explains them:')
   for (const [k, n] of Object.entries(r.failures).sort((a, b) => b[1] - a[1])) lines.push(`  ${String(n).padStart(8)}  ${k}`)
+  lines.push('', 'collateral failures, by operation:')
+  for (const [kind, by] of Object.entries(r.collateralByKind)) {
+    const what = Object.entries(by)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, n]) => `${n} ${k.replace(/^collateral of /, '')}`)
+      .join(', ')
+    lines.push(`  ${kind}: ${what}`)
+  }
   lines.push(
     '',
     `faults: ${r.terminations} backends terminated, ${r.hogs} pool exhaustions (${r.hogTimeouts} checkout timeouts among their own scopes)`,
