@@ -4,7 +4,7 @@
  * its own that it drops afterwards.
  *
  *   npm run soak                                   1,000,000 operations, at most 60 minutes
- *   npm run soak -- --operations 200000 --minutes 10 --seed 42
+ *   npm run soak -- --operations 200000 --minutes 10 --seed 42   (the seed is printed first: replay with it)
  *   npm run soak -- --operations 50000 --weight pg_terminate_backend=10   (more of one fault)
  *   PG_TENANT_SOAK_SERVER_LOG=1 npm run soak                 (the server's log too: checkpoints, slow statements)
  *   npm run soak -- --synchronous-commit on                  (commits wait for the disk, as by default)
@@ -21,7 +21,7 @@
 import { parseArgs } from 'node:util'
 import { startEmbeddedPostgres } from '../../scripts/embedded-postgres.mjs'
 import { createDatabase } from '../setup/database.js'
-import { formatReport, runTorture } from './torture.js'
+import { formatReport, parseSeed, runTorture } from './torture.js'
 
 const { values } = parseArgs({
   options: {
@@ -42,6 +42,13 @@ const weights = Object.fromEntries(
 )
 const operations = Number(values.operations)
 const minutes = Number(values.minutes)
+let seed: number
+try {
+  seed = parseSeed(values.seed)
+} catch (err) {
+  console.error((err as Error).message)
+  process.exit(2)
+}
 const commitModes = ['on', 'off', 'local', 'remote_write', 'remote_apply']
 if (!Number.isInteger(operations) || operations < 1 || !(minutes > 0) || !commitModes.includes(values['synchronous-commit'])) {
   console.error(
@@ -75,6 +82,8 @@ try {
     `soak: ${operations.toLocaleString('en')} operations, at most ${minutes} min, on ${version}, ` +
       `synchronous_commit ${commit}, Node ${process.version}`,
   )
+  // First, so that a run that hangs or crashes can still be replayed.
+  console.log(`soak: seed ${seed} (replay the same operations: npm run soak -- --seed ${seed} with the same options)`)
   const started = Date.now()
   const report = await runTorture({
     appUrl: db.appUrl,
@@ -84,7 +93,7 @@ try {
     timeLimitMs: minutes * 60_000,
     concurrency: Number(values.concurrency),
     weights,
-    ...(values.seed === undefined ? {} : { seed: Number(values.seed) }),
+    seed,
     progressEvery: 50_000,
     onProgress: (r) => {
       const rate = Math.round(r.operations / ((Date.now() - started) / 1000))
