@@ -8,6 +8,7 @@
 //   npm run bench -- --no-latency  no latency run and no round-trip count
 //   npm run bench -- --no-policy   skip the policy benchmark (bench/policy.mjs) that follows
 //   BENCH_POOL_SIZE, BENCH_IN_FLIGHT, BENCH_LATENCY_MS (default 1) tune the runs
+//   BENCH_ONLY=<regexp>            only the matching rows (and their baselines)
 //
 // Each row runs for a fixed time with a fixed number of operations in flight; rows are
 // interleaved round by round so drift in the machine hits all of them alike; the median of the
@@ -183,11 +184,21 @@ async function roundTripMs(rows) {
 log(`pg-tenant benchmark: PostgreSQL ${version}, Node ${process.version}, ${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}`)
 log(`pool ${POOL_SIZE}, ${IN_FLIGHT} operations in flight, ${ROUNDS} rounds of ${MILLIS} ms, median ops/s\n`)
 
-const results = await runRounds(direct.rows, { rounds: ROUNDS, millis: MILLIS })
+// BENCH_ONLY=<regexp>: only the rows whose names match (and the rows their ratios are taken
+// against), for a quick look at a few of them.
+const ONLY = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY, 'i') : undefined
+const selected = (rows) => {
+  if (ONLY === undefined) return rows
+  const kept = rows.filter((row) => ONLY.test(row.name))
+  const baselines = new Set(kept.map((row) => row.baseline))
+  return rows.filter((row) => kept.includes(row) || baselines.has(row.name))
+}
+
+const results = await runRounds(selected(direct.rows), { rounds: ROUNDS, millis: MILLIS })
 let latency
 let trips
 if (LATENCY) {
-  const rows = proxied.rows.filter((row) => row.latency)
+  const rows = selected(proxied.rows).filter((row) => row.latency)
   const addedMs = (await roundTripMs(proxied.rows)) - (await roundTripMs(direct.rows))
   latency = { delayMs: DELAY_MS, addedRoundTripMs: Number(addedMs.toFixed(2)), ...LATENCY, results: await runRounds(rows, LATENCY) }
   trips = await countTrips(proxied.rows)
@@ -220,13 +231,15 @@ const SCOPES = quick ? 100000 : 1000000
 const growth = await heapGrowth(SCOPES)
 
 const find = (name) => results.find((r) => r.name === name)
-const targets = {
-  'runWithTenant single query >= 0.9x raw': find('pg-tenant runWithTenant + 1 query').ratio >= 0.9,
-  'withTenant 3 queries >= 0.7x raw (same 3 statements)': find('pg-tenant withTenant, 3 queries').ratio >= 0.7,
-  'heap growth after the scopes < 5 MB': growth !== undefined && growth < 5 * 1024 * 1024,
-}
+const targets = ONLY
+  ? {}
+  : {
+      'runWithTenant single query >= 0.9x raw': find('pg-tenant runWithTenant + 1 query').ratio >= 0.9,
+      'withTenant 3 queries >= 0.7x raw (same 3 statements)': find('pg-tenant withTenant, 3 queries').ratio >= 0.7,
+      'heap growth after the scopes < 5 MB': growth !== undefined && growth < 5 * 1024 * 1024,
+    }
 // The round-trip budget of DESIGN.md, counted on the wire.
-if (trips) {
+if (trips && !ONLY) {
   Object.assign(targets, {
     'runWithTenant + 1 query: 1 round trip': find('pg-tenant runWithTenant + 1 query').trips === 1,
     'withTenant, 3 queries: 4 round trips (N + 1)': find('pg-tenant withTenant, 3 queries').trips === 4,

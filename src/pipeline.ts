@@ -307,9 +307,7 @@ export class TenantQuery {
     try {
       // Named statements are parsed first, before anything runs: a refusal there (42P05) skips the
       // whole pipeline, and a companion is never left unparsed behind a failing statement.
-      const parsed = new Set<string>()
-      parseNamed(connection, this.#prefix, parsed)
-      parseNamed(connection, this.#suffix, parsed)
+      const parsed = parseNamed(connection, this.#suffix, parseNamed(connection, this.#prefix, undefined))
       writeStatements(connection, this.#prefix)
       if (recorded === DIRECT) {
         this.#writeDirect(connection)
@@ -340,27 +338,18 @@ export class TenantQuery {
    * then fails as broken and is never reused.
    */
   #writeDirect(connection: ConnectionLike): void {
-    // pg's Query writes its own Sync: the suffix is written just before it, by shadowing the
-    // connection's `sync` for the duration of this synchronous call.
-    let restore: (() => void) | undefined
+    // pg's Query writes its own Sync: the suffix is written just before it, by the connection's
+    // `sync` (see beforeSync) during this synchronous call.
+    const hooked = connection as ConnectionLike & { [BEFORE_SYNC]?: readonly PrefixStatement[] | undefined }
     if (this.#suffix.length > 0) {
-      const holder = connection as unknown as Record<string, unknown>
-      const own = Object.prototype.hasOwnProperty.call(holder, 'sync')
-      const sync = connection.sync
-      holder.sync = () => {
-        writeStatements(connection, this.#suffix)
-        sync.call(connection)
-      }
-      restore = () => {
-        if (own) holder.sync = sync
-        else delete holder.sync
-      }
+      hookSync(connection)
+      hooked[BEFORE_SYNC] = this.#suffix
     }
     let error: Error | undefined
     try {
       error = this.#submitInner(connection)
     } finally {
-      restore?.()
+      if (this.#suffix.length > 0) hooked[BEFORE_SYNC] = undefined
     }
     if (error === undefined) return
     ;(connection.stream as { destroy?: (err?: Error) => void }).destroy?.()
@@ -551,15 +540,43 @@ export class TenantQuery {
  * statement with a `unit` is parsed exactly when its unit is (in this pipeline, or because the
  * connection does not hold it), and never tracked on its own.
  */
-function parseNamed(connection: ConnectionLike, statements: readonly PrefixStatement[], parsed: Set<string>): void {
+function parseNamed(
+  connection: ConnectionLike,
+  statements: readonly PrefixStatement[],
+  parsed: Set<string> | undefined,
+): Set<string> | undefined {
   for (const statement of statements) {
     const { name, unit } = statement
     if (name === undefined) continue
     const prepared = preparedOn(connection)
-    if (unit === undefined ? prepared.has(name) : !parsed.has(unit) && prepared.has(unit)) continue
+    if (unit === undefined ? prepared.has(name) : !parsed?.has(unit) && prepared.has(unit)) continue
     connection.parse({ text: statement.text, name })
     if (unit === undefined) prepared.add(name)
-    parsed.add(name)
+    ;(parsed ??= new Set()).add(name)
+  }
+  return parsed
+}
+
+// Statements to write just before the connection's next Sync, set while pg's own Query writes.
+const BEFORE_SYNC = Symbol.for('pg-tenant.before-sync.v1')
+
+/**
+ * Makes the connection's `sync` write the statements set under BEFORE_SYNC first. Installed once
+ * per connection (an own property, whose shape then never changes), shared by every copy of
+ * pg-tenant through the registered symbol.
+ */
+function hookSync(connection: ConnectionLike): void {
+  const hooked = connection as ConnectionLike & { [BEFORE_SYNC]?: readonly PrefixStatement[] | undefined }
+  if (BEFORE_SYNC in hooked) return
+  hooked[BEFORE_SYNC] = undefined
+  const sync = connection.sync
+  connection.sync = function syncAfterSuffix(this: typeof hooked) {
+    const before = this[BEFORE_SYNC]
+    if (before !== undefined) {
+      this[BEFORE_SYNC] = undefined
+      writeStatements(this, before)
+    }
+    sync.call(this)
   }
 }
 

@@ -135,8 +135,8 @@ export class Scope {
   readonly #trace: ScopeTrace
   #client: Promise<PgClientLike> | undefined
   #queryClass: QueryClass | undefined
-  // Statements run one at a time: each waits for the one before to settle.
-  #tail: Promise<unknown> = Promise.resolve()
+  // Statements run one at a time: each waits for the one before to settle. (None for a lone query.)
+  #tail: Promise<unknown> | undefined
   // True once the scope began to close: no statement may be issued through it any more.
   #closed = false
   // --- what the server said about the connection
@@ -293,7 +293,7 @@ export class Scope {
     const held = new Promise<void>((resolve) => {
       release = resolve
     })
-    const started = this.#tail.then(async () => {
+    const started = (this.#tail ?? Promise.resolve()).then(async () => {
       const client = await this.#acquire()
       const head = this.#planSubmittable()
       try {
@@ -416,7 +416,7 @@ export class Scope {
   // Statements
 
   #enqueue<T>(task: () => Promise<T>): Promise<T> {
-    const run = this.#tail.then(task, task)
+    const run = this.#tail === undefined ? task() : this.#tail.then(task, task)
     this.#tail = run.then(
       () => undefined,
       () => undefined,

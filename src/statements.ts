@@ -94,11 +94,37 @@ function classify(words: readonly string[]): TransactionControl | undefined {
   }
 }
 
-/** The first keyword of `text`, lower-cased, after white space and comments. */
+/**
+ * The first word of `text`, lower-cased, after white space and comments: the hot path of every lone
+ * query, so it scans character codes and allocates nothing but the word.
+ */
 function firstWord(text: string): string | undefined {
-  const lexer = new Lexer(text)
-  const token = lexer.next()
-  return token?.kind === 'word' ? token.value : undefined
+  const n = text.length
+  let i = 0
+  for (;;) {
+    while (i < n && isSpaceCode(text.charCodeAt(i))) i++
+    if (text.startsWith('--', i)) {
+      const end = text.indexOf('\n', i)
+      if (end === -1) return undefined
+      i = end + 1
+    } else if (text.startsWith('/*', i)) {
+      i = skipBlockComment(text, i)
+    } else {
+      break
+    }
+  }
+  let end = i
+  while (end < n && isWordCode(text.charCodeAt(end))) end++
+  return end === i ? undefined : text.slice(i, end).toLowerCase()
+}
+
+function isSpaceCode(c: number): boolean {
+  return c === 32 || c === 9 || c === 10 || c === 13 || c === 12
+}
+
+// A-Z, a-z, 0-9, _, $ and anything beyond ASCII: what the lexer reads as part of a word.
+function isWordCode(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95 || c === 36 || c >= 128
 }
 
 /**
