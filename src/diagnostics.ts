@@ -334,6 +334,16 @@ export class ScopeTrace {
     }
   }
 
+  /** Whether anyone subscribes to a channel: subscribers run in the caller's async context. */
+  listening(): boolean {
+    return (
+      channels.query.hasSubscribers ||
+      channels.scopeEnd.hasSubscribers ||
+      channels.release.hasSubscribers ||
+      channels.destroy.hasSubscribers
+    )
+  }
+
   /** Whether this scope's client is checked before release (the pool's sample rate). */
   shouldVerify(): boolean {
     return this.#monitor !== undefined && this.#monitor.sample()

@@ -672,6 +672,17 @@ function canWriteDirectly(values: readonly unknown[] | undefined): boolean {
   return true
 }
 
+/**
+ * Whether preparing these values can run code of the caller's (an object's `toPostgres`): only
+ * objects can. Primitive values, or none, run nothing but pg's own conversions.
+ */
+export function mayRunCallerCode(values: readonly unknown[] | undefined): boolean {
+  if (values === undefined) return false
+  if (!Array.isArray(values)) return true
+  for (const value of values) if (value !== null && (typeof value === 'object' || typeof value === 'function')) return true
+  return false
+}
+
 /** A config that holds nothing but `text` and `values`. */
 function isPlain(config: QueryConfigLike): boolean {
   for (const key in config) if (key !== 'text' && key !== 'values') return false

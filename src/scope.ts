@@ -39,6 +39,7 @@ import {
 } from './errors.js'
 import {
   lastStatus,
+  mayRunCallerCode,
   preparedName,
   queryClassOf,
   TenantQuery,
@@ -211,8 +212,14 @@ export class Scope {
     const published = this.#trace.queryStarted(config.text, true)
     // pg-pool hands a waiting caller its client from inside another query's release, and pg calls
     // back from its socket's handler: both in someone else's async context. What may run the
-    // caller's code (a value's toPostgres, diagnostics subscribers) runs back in the caller's.
-    const context = new AsyncResource('pg-tenant:query')
+    // caller's code (a value's toPostgres, diagnostics subscribers) runs back in the caller's;
+    // when nothing can, no async resource is made (the hot path's common case).
+    const context =
+      this.#trace.listening() || mayRunCallerCode(config.values) ? new AsyncResource('pg-tenant:query') : undefined
+    const inCaller = <A extends unknown[]>(fn: (...args: A) => void, ...args: A): void => {
+      if (context === undefined) fn(...args)
+      else context.runInAsyncScope(fn, undefined, ...args)
+    }
     return new Promise<QueryResultLike>((resolve, reject) => {
       let settled = false
       // The statement's outcome is published before its client's release, as in other scopes.
@@ -260,12 +267,12 @@ export class Scope {
       const send = (client: PgClientLike) => {
         const { prefix, suffix } = this.#singleTrip()
         const hooks = this.#hooks(false, false)
-        hooks.settled = (err, result) => context.runInAsyncScope(answer, undefined, client, query, err, result)
+        hooks.settled = (err, result) => inCaller(answer, client, query, err, result)
         const query: TenantQuery = new TenantQuery(this.#queryClass, config, prefix, hooks, suffix)
         client.query(query)
       }
       checkoutWith(this.#pool, this.#onError, (checkoutError, client) =>
-        context.runInAsyncScope(() => {
+        inCaller(() => {
           const unsupported = checkoutError ?? this.#adopt(client!)
           if (unsupported !== undefined) {
             answered(unsupported)
