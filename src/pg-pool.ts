@@ -9,7 +9,7 @@
 import { EventEmitter } from 'node:events'
 import type { PgPoolLike, QueryConfigLike, QueryResultLike } from './driver.js'
 import { InvalidQueryError, ScopeClosedError } from './errors.js'
-import type { Scope, Submittable } from './scope.js'
+import { FORWARDED_EVENTS, type Scope, type Submittable } from './scope.js'
 import { analyzeSql } from './statements.js'
 
 type Callback<T> = (err: Error | undefined, result?: T) => void
@@ -32,6 +32,8 @@ export interface TenantClient {
   off(event: string, listener: (...args: any[]) => void): TenantClient
   removeListener(event: string, listener: (...args: any[]) => void): TenantClient
 }
+
+const FORWARDED = new Set<string | symbol>(FORWARDED_EVENTS)
 
 // A BEGIN without transaction modes, in any case and spacing, with an optional semicolon.
 const BEGIN = /^\s*(?:begin|start\s+transaction)(?:\s+(?:work|transaction))?\s*;?\s*$/i
@@ -66,17 +68,24 @@ function textOf(textOrConfig: unknown): string | undefined {
 abstract class ClientBase extends EventEmitter implements TenantClient {
   protected readonly scope: Scope
   protected released = false
-  readonly #stopForwarding: () => void
+  #stopForwarding: (() => void) | undefined
 
   constructor(scope: Scope) {
     super()
     this.scope = scope
-    this.#stopForwarding = scope.forwardEvents((event, ...args) => {
-      // An 'error' nobody listens for here is not thrown: pg-tenant sees it, and so do the pg
-      // client's own listeners (the pool's).
-      if (event === 'error' && this.listenerCount('error') === 0) return
-      this.emit(event, ...args)
-    })
+    // The pg client's events are passed on from the first listener attached here: most ORMs attach
+    // none, and then nothing is added to the pg client's listeners at all.
+    const forward = (event: string | symbol) => {
+      if (this.#stopForwarding !== undefined || this.released || !FORWARDED.has(event)) return
+      this.#stopForwarding = scope.forwardEvents((name, ...args) => {
+        // An 'error' nobody listens for here is not thrown: pg-tenant sees it, and so do the pg
+        // client's own listeners (the pool's).
+        if (name === 'error' && this.listenerCount('error') === 0) return
+        this.emit(name, ...args)
+      })
+      this.removeListener('newListener', forward)
+    }
+    this.on('newListener', forward)
   }
 
   query(textOrConfig: unknown, values?: unknown, callback?: unknown): Promise<unknown> | undefined {
@@ -117,7 +126,7 @@ abstract class ClientBase extends EventEmitter implements TenantClient {
   protected markReleased(): void {
     if (this.released) throw new Error('Release called on client which has already been released to the pool.')
     this.released = true
-    this.#stopForwarding()
+    this.#stopForwarding?.()
   }
 
   abstract release(err?: Error | boolean): void
