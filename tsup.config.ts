@@ -5,7 +5,7 @@ import { defineConfig } from 'tsup'
 // identity: see src/context.ts and src/errors.ts.
 export default defineConfig([
   {
-    entry: { index: 'src/index.ts', express: 'src/express.ts', fastify: 'src/fastify.ts' },
+    entry: { index: 'src/index.ts', express: 'src/adapters/express.ts', fastify: 'src/adapters/fastify.ts' },
     // Adapters' frameworks are peers: never bundle them.
     external: ['express', 'fastify', 'fastify-plugin'],
     format: ['esm', 'cjs'],

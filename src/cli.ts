@@ -11,7 +11,7 @@ import { realpathSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { checkRls, type CheckRlsOptions, type Finding } from './doctor.js'
+import { checkRls, type CheckRlsOptions, type Finding } from './doctor/index.js'
 import { TenantPoolError } from './errors.js'
 import {
   dropRolePolicySql,

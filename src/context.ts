@@ -9,7 +9,7 @@
  * callbacks: pg-pool resolves a waiting `connect()` in the context of whoever released the client.
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
-import type { Scope } from './scope.js'
+import type { Scope } from './scope/scope.js'
 import type { ResolvedTenant } from './tenant.js'
 
 /** What a TenantPool has bound in the current async context. */

@@ -1,7 +1,7 @@
 // Named re-exports only: each module holds one job (see DESIGN.md's layout).
 export { createTenantPool, TenantPool } from './pool.js'
 export type { TenantPoolOptions, ScopeCallback } from './pool.js'
-export type { ScopeMode, Submittable } from './scope.js'
+export type { ScopeMode, Submittable } from './scope/scope.js'
 export type { Tenant, RoleMatcher } from './tenant.js'
 export type {
   PgPoolLike,
@@ -10,7 +10,7 @@ export type {
   QueryResultLike,
   FieldLike,
   Row,
-} from './driver.js'
+} from './driver/types.js'
 export { tenantStore } from './context.js'
 export {
   TenantPoolError,
@@ -28,16 +28,16 @@ export {
   ReleaseError,
 } from './errors.js'
 export type { TenantPoolErrorCode } from './errors.js'
-export { isRlsViolation } from './rls-violation.js'
-export { tenantErrorOf, httpStatusOf } from './error-status.js'
-export { checkRls } from './doctor.js'
+export { isRlsViolation } from './classify/rls-violation.js'
+export { tenantErrorOf, httpStatusOf } from './classify/error-status.js'
+export { checkRls } from './doctor/index.js'
 export type {
   CheckRlsOptions,
   Finding,
   FindingCode,
   PoolDoctorOptions,
   QueryableLike,
-} from './doctor.js'
+} from './doctor/index.js'
 export {
   tenantPolicySql,
   dropTenantPolicySql,
@@ -55,7 +55,7 @@ export type {
   PolicyTarget,
   TenantRoleOptions,
 } from './sql/index.js'
-export { diagnosticsChannels } from './diagnostics.js'
+export { diagnosticsChannels } from './observe/diagnostics.js'
 export type {
   TracedScopeKind,
   ScopeMessage,
@@ -65,5 +65,5 @@ export type {
   ReleaseMessage,
   DestroyMessage,
   TenantPoolStats,
-} from './diagnostics.js'
-export type { DirtyClient, DestroyReason } from './canary.js'
+} from './observe/diagnostics.js'
+export type { DirtyClient, DestroyReason } from './observe/canary.js'

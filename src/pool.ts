@@ -1,12 +1,12 @@
 /**
  * `createTenantPool` and the `TenantPool` it returns: the public face of pg-tenant.
  */
-import { verifyRate } from './canary.js'
+import { verifyRate } from './observe/canary.js'
 import { currentBinding, runBound, type Binding } from './context.js'
-import { PoolMonitor, type TenantPoolStats } from './diagnostics.js'
-import { checkRls, type Finding, type PoolDoctorOptions } from './doctor.js'
-import type { PgPoolLike, QueryConfigLike, QueryResultLike, Row } from './driver.js'
-import { createPoolFacade, PoolClient, ScopeClient, type TenantClient } from './pg-pool.js'
+import { PoolMonitor, type TenantPoolStats } from './observe/diagnostics.js'
+import { checkRls, type Finding, type PoolDoctorOptions } from './doctor/index.js'
+import type { PgPoolLike, QueryConfigLike, QueryResultLike, Row } from './driver/types.js'
+import { createPoolFacade, PoolClient, ScopeClient, type TenantClient } from './facade/pool-facade.js'
 import {
   InvalidOptionsError,
   InvalidQueryError,
@@ -15,7 +15,7 @@ import {
   TenantPoolError,
   TenantRequiredError,
 } from './errors.js'
-import { ResetPlan } from './reset.js'
+import { ResetPlan } from './scope/reset.js'
 import {
   isSubmittable,
   NO_TENANT,
@@ -23,8 +23,8 @@ import {
   type PoolState,
   type ScopeMode,
   type Submittable,
-} from './scope.js'
-import { analyzeSql, findControl, type TransactionControl } from './statements.js'
+} from './scope/scope.js'
+import { analyzeSql, findControl, type TransactionControl } from './scope/sql-shape.js'
 import {
   DEFAULT_MAX_VALUE_LENGTH,
   resolveTenant,

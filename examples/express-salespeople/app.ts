@@ -6,7 +6,7 @@
 import { timingSafeEqual } from 'node:crypto'
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express'
 import type pg from 'pg'
-import { tenantMiddleware } from '../../src/express.js'
+import { tenantMiddleware } from '../../src/adapters/express.js'
 import { InvalidTenantError, isRlsViolation, type TenantPool } from '../../src/index.js'
 import { createSalesperson, type SalesDatabase } from './database.js'
 

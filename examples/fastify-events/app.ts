@@ -3,7 +3,7 @@
  * `from 'pg-tenant/fastify'`; the examples import the sources so that they run without a build.
  */
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
-import { tenantPlugin } from '../../src/fastify.js'
+import { tenantPlugin } from '../../src/adapters/fastify.js'
 import { InvalidTenantError, isRlsViolation, type TenantPool } from '../../src/index.js'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i

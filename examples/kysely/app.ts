@@ -8,7 +8,7 @@ import express, { type ErrorRequestHandler } from 'express'
 import { Kysely, PostgresDialect, sql, type Generated } from 'kysely'
 import type pg from 'pg'
 import { isRlsViolation, type TenantPool } from '../../src/index.js'
-import { tenantMiddleware } from '../../src/express.js'
+import { tenantMiddleware } from '../../src/adapters/express.js'
 
 /** The tables as Kysely sees them: no tenant anywhere in the queries below. */
 export interface EventsSchema {

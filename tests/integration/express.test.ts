@@ -10,7 +10,7 @@ import express5 from 'express'
 import express4 from 'express4'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { httpStatusOf, tenantErrorHandler, tenantMiddleware, type TenantMiddleware } from '../../src/express.js'
+import { httpStatusOf, tenantErrorHandler, tenantMiddleware, type TenantMiddleware } from '../../src/adapters/express.js'
 import {
   createTenantPool,
   InvalidTenantError,

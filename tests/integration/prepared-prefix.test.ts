@@ -7,8 +7,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createTenantPool, InvalidOptionsError } from '../../src/index.js'
-import { preparedName } from '../../src/pipeline.js'
-import { ResetPlan } from '../../src/reset.js'
+import { preparedName } from '../../src/driver/pipeline.js'
+import { ResetPlan } from '../../src/scope/reset.js'
 import { applyStatement, resolveTenant } from '../../src/tenant.js'
 import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
 import { startWireProxy, type WireProxy } from '../setup/wire-proxy.js'

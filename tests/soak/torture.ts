@@ -659,7 +659,7 @@ const OPS = [
       // Straight from the pg pool, bypassing pg-tenant.
       // As every pg user must while a client is checked out: listen for 'error' (a backend
       // terminated between statements), attached in the pool's callback, where the client is
-      // handed over (see src/checkout.ts: `await pool.connect()` leaves a window).
+      // handed over (see src/driver/checkout.ts: `await pool.connect()` leaves a window).
       let failure: unknown
       const onError = (err: Error) => {
         failure = err

@@ -6,8 +6,8 @@
 import { DrizzleQueryError } from 'drizzle-orm'
 import pg from 'pg'
 import { describe, expect, it } from 'vitest'
-import { chainHttpStatus, ownHttpStatus } from '../../src/error-status.js'
-import { walkErrorChain } from '../../src/error-chain.js'
+import { chainHttpStatus, ownHttpStatus } from '../../src/classify/error-status.js'
+import { walkErrorChain } from '../../src/classify/error-chain.js'
 import {
   httpStatusOf,
   InvalidIdentifierError,

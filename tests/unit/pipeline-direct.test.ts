@@ -5,7 +5,7 @@
  * server can produce that failure, so a stand-in connection and Query play it.
  */
 import { describe, expect, it } from 'vitest'
-import { TenantQuery, type QueryClass } from '../../src/pipeline.js'
+import { TenantQuery, type QueryClass } from '../../src/driver/pipeline.js'
 
 function connection() {
   const written: string[] = []

@@ -3,7 +3,7 @@
  * transaction control: what a scope refuses before anything reaches the server.
  */
 import { describe, expect, it } from 'vitest'
-import { analyzeSql } from '../../src/statements.js'
+import { analyzeSql } from '../../src/scope/sql-shape.js'
 
 describe('analyzeSql', () => {
   it.each([

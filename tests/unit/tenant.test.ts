@@ -7,7 +7,7 @@ import {
   validateSettingName,
   type TenantRules,
 } from '../../src/tenant.js'
-import { ResetPlan } from '../../src/reset.js'
+import { ResetPlan } from '../../src/scope/reset.js'
 
 const rules: TenantRules = { setting: 'app.tenant_id', roles: ['reader', /^org_[a-z0-9_]+$/], maxValueLength: 256 }
 

@@ -4,7 +4,7 @@
  */
 import { serialize } from 'pg-protocol'
 import { describe, expect, it } from 'vitest'
-import { bindAndExecute } from '../../src/wire.js'
+import { bindAndExecute } from '../../src/driver/wire.js'
 
 const pgBytes = (statement: string, values: string[]) =>
   Buffer.concat([serialize.bind({ statement, values }), serialize.execute({})])

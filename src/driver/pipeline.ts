@@ -20,7 +20,7 @@
  *   transaction status from it, and only then settles the error;
  * - results are told apart by counting CommandComplete messages.
  */
-import type { QueryConfigLike, QueryResultLike } from './driver.js'
+import type { QueryConfigLike, QueryResultLike } from './types.js'
 import { bindAndExecute } from './wire.js'
 
 /** The transaction status a ReadyForQuery carries. */

@@ -2,8 +2,8 @@
  * What the Express and Fastify adapters share: the structural type of the pool they bind tenants
  * on, the resolver type, and calling a resolver that may or may not return a promise.
  */
-import { InvalidOptionsError } from './errors.js'
-import type { Tenant } from './tenant.js'
+import { InvalidOptionsError } from '../errors.js'
+import type { Tenant } from '../tenant.js'
 
 /**
  * What an adapter needs from a pool: `runWithTenant`. A {@link TenantPool} fits, whichever copy of

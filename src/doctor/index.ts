@@ -8,12 +8,12 @@
  * SQL is kept compatible with PostgreSQL 14 to 18; version-specific checks read
  * `server_version_num`.
  */
-import type { PgClientLike, PgPoolLike } from './driver.js'
-import { InvalidOptionsError } from './errors.js'
-import type { ScopeMode } from './scope.js'
-import { quoteLiteral, quoteTrusted } from './sql/ident.js'
-import { DEFAULT_TENANT_POLICY_NAME, policySql, tenantConditionSql } from './sql/policy.js'
-import { isRoleAllowed, validateSettingName, type RoleMatcher } from './tenant.js'
+import type { PgClientLike, PgPoolLike } from '../driver/types.js'
+import { InvalidOptionsError } from '../errors.js'
+import type { ScopeMode } from '../scope/scope.js'
+import { quoteLiteral, quoteTrusted } from '../sql/ident.js'
+import { DEFAULT_TENANT_POLICY_NAME, policySql, tenantConditionSql } from '../sql/policy.js'
+import { isRoleAllowed, validateSettingName, type RoleMatcher } from '../tenant.js'
 
 /**
  * The stable codes of the doctor's findings. Match on these, not on messages.

@@ -10,9 +10,9 @@
  * Nothing here talks to a database: the scope sends the statement through its own pipeline, so the
  * transaction status stays tracked, and hands the answer back to {@link releaseVerdict}.
  */
-import type { QueryConfigLike, QueryResultLike } from './driver.js'
-import type { TransactionStatus } from './pipeline.js'
-import type { ResolvedTenant } from './tenant.js'
+import type { QueryConfigLike, QueryResultLike } from '../driver/types.js'
+import type { TransactionStatus } from '../driver/pipeline.js'
+import type { ResolvedTenant } from '../tenant.js'
 
 /**
  * What the release canary found on a client it then destroyed: the state a clean client never has.

@@ -9,7 +9,7 @@
  * pool.connect()` cannot close that window; pg's own callback form can, since the callback runs
  * synchronously where the pool hands the client over (pg-pool's `pool.query` does the same).
  */
-import type { PgClientLike, PgPoolLike } from './driver.js'
+import type { PgClientLike, PgPoolLike } from './types.js'
 
 type ConnectCallback = (err: Error | undefined | null, client?: PgClientLike) => void
 

@@ -24,10 +24,10 @@
  * that end the scope succeeded. Anything else destroys it with `release(true)`.
  */
 import { AsyncResource } from 'node:async_hooks'
-import { releaseVerdict, type ReleaseVerdict } from './canary.js'
-import { checkout, checkoutWith } from './checkout.js'
-import { ScopeTrace, uncleanVerdict, type PoolMonitor } from './diagnostics.js'
-import type { PgClientLike, PgPoolLike, QueryConfigLike, QueryResultLike } from './driver.js'
+import { releaseVerdict, type ReleaseVerdict } from '../observe/canary.js'
+import { checkout, checkoutWith } from '../driver/checkout.js'
+import { ScopeTrace, uncleanVerdict, type PoolMonitor } from '../observe/diagnostics.js'
+import type { PgClientLike, PgPoolLike, QueryConfigLike, QueryResultLike } from '../driver/types.js'
 import {
   InvalidOptionsError,
   InvalidQueryError,
@@ -36,7 +36,7 @@ import {
   ScopeClosedError,
   SessionPoolingError,
   TransactionAbortedError,
-} from './errors.js'
+} from '../errors.js'
 import {
   lastStatus,
   mayRunCallerCode,
@@ -48,10 +48,10 @@ import {
   type QueryClass,
   type TenantQueryHooks,
   type TransactionStatus,
-} from './pipeline.js'
+} from '../driver/pipeline.js'
 import type { ResetPlan } from './reset.js'
-import { analyzeSql, findControl, type SqlShape, type TransactionControl } from './statements.js'
-import { applyStatement, newMemo, type ResolvedTenant } from './tenant.js'
+import { analyzeSql, findControl, type SqlShape, type TransactionControl } from './sql-shape.js'
+import { applyStatement, newMemo, type ResolvedTenant } from '../tenant.js'
 
 /**
  * `'transaction'`: the scope is one transaction and settings are `set_config(..., true)`, gone when

@@ -11,14 +11,14 @@ import {
   type ResolvedTenantValue,
   type TenantBinder,
   type TenantResolver,
-} from './adapter.js'
-import { TenantRequiredError } from './errors.js'
-import { chainHttpStatus, ownHttpStatus } from './error-status.js'
-import type { Tenant } from './tenant.js'
+} from './shared.js'
+import { TenantRequiredError } from '../errors.js'
+import { chainHttpStatus, ownHttpStatus } from '../classify/error-status.js'
+import type { Tenant } from '../tenant.js'
 
-export type { TenantBinder, TenantResolver, ResolvedTenantValue } from './adapter.js'
-export { isRlsViolation } from './rls-violation.js'
-export { httpStatusOf, tenantErrorOf } from './error-status.js'
+export type { TenantBinder, TenantResolver, ResolvedTenantValue } from './shared.js'
+export { isRlsViolation } from '../classify/rls-violation.js'
+export { httpStatusOf, tenantErrorOf } from '../classify/error-status.js'
 
 /**
  * The `next` of a connect-style middleware: called with nothing to go on, with an error to skip

@@ -16,9 +16,9 @@ import {
   type DirtyClient,
   type ReleaseVerdict,
 } from './canary.js'
-import type { QueryConfigLike } from './driver.js'
-import type { ScopeKind } from './scope.js'
-import type { ResolvedTenant, Tenant } from './tenant.js'
+import type { QueryConfigLike } from '../driver/types.js'
+import type { ScopeKind } from '../scope/scope.js'
+import type { ResolvedTenant, Tenant } from '../tenant.js'
 
 /**
  * The names of pg-tenant's `node:diagnostics_channel` channels. Subscribe with

@@ -3,7 +3,7 @@
  * the application wrapped them in: what the Express and Fastify adapters answer errors with.
  */
 import { readField, walkErrorChain } from './error-chain.js'
-import { TenantPoolError, type TenantPoolErrorCode } from './errors.js'
+import { TenantPoolError, type TenantPoolErrorCode } from '../errors.js'
 import { isRlsViolationShape } from './rls-violation.js'
 
 /**
