@@ -10,7 +10,7 @@ export type {
   QueryResultLike,
   FieldLike,
   Row,
-} from './driver/types.js'
+} from './driver/index.js'
 export { tenantStore } from './context.js'
 export {
   TenantPoolError,

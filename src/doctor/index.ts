@@ -8,7 +8,7 @@
  * SQL is kept compatible with PostgreSQL 14 to 18; version-specific checks read
  * `server_version_num`.
  */
-import type { PgClientLike, PgPoolLike } from '../driver/types.js'
+import type { PgClientLike, PgPoolLike } from '../driver/index.js'
 import { InvalidOptionsError } from '../errors.js'
 import type { ScopeMode } from '../scope/scope.js'
 import { quoteLiteral, quoteTrusted } from '../sql/ident.js'

@@ -20,53 +20,24 @@
  *   transaction status from it, and only then settles the error;
  * - results are told apart by counting CommandComplete messages.
  */
+import {
+  BEFORE_SYNC,
+  hookSync,
+  parseNamed,
+  preparedOn,
+  STATUS,
+  trackStatus,
+  writeStatements,
+  type ConnectionLike,
+  type TransactionStatus,
+} from './connection.js'
+import type { PrefixStatement } from './statements.js'
 import type { QueryConfigLike, QueryResultLike } from './types.js'
-import { bindAndExecute } from './wire.js'
-
-/** The transaction status a ReadyForQuery carries. */
-export type TransactionStatus = 'I' | 'T' | 'E'
-
-/**
- * A statement of the prefix or the suffix: bound with text values, executed, no Describe. Parsed
- * unnamed, or, with `name`, prepared once per connection under that name and only bound afterwards.
- */
-export interface PrefixStatement {
-  readonly text: string
-  readonly values: readonly string[]
-  /** A name derived from the text ({@link preparedName}): the same name always means the same text. */
-  readonly name?: string | undefined
-  /** Bind + Execute of the named statement, encoded on first use (the statement is immutable). */
-  wire?: Uint8Array
-  /**
-   * For a named statement that must live and die with another one (the reset that follows a
-   * prepared tenant statement): the other one's name. It is parsed exactly when that one is
-   * parsed in the same pipeline, and never tracked on its own.
-   */
-  readonly unit?: string | undefined
-}
 
 // SQLSTATEs of a prepared prefix the server does not have (26000: "prepared statement does not
 // exist", after DISCARD ALL or behind a transaction pooler that switched server connections) or
 // already has (42P05: another client prepared it on a pooled server connection).
 const PREPARED_REFUSED = new Set(['26000', '42P05'])
-
-/** What pg's Connection offers a submittable; structural, so no import of pg. */
-interface ConnectionLike {
-  parse(config: { text: string; name?: string; types?: unknown }): void
-  bind(config: Record<string, unknown>): void
-  describe(config: { type: string; name?: string }): void
-  execute(config: { portal?: string; rows?: number }): void
-  sync(): void
-  flush(): void
-  close(config: { type: string; name?: string }): void
-  query(text: string): void
-  stream: { cork?: () => void; uncork?: () => void; write?: (chunk: Uint8Array) => boolean; writable?: boolean }
-  parsedStatements: Record<string, string>
-  submittedNamedStatements?: Record<string, string>
-  prependListener(event: string, listener: (...args: any[]) => void): unknown
-  prependOnceListener(event: string, listener: (...args: any[]) => void): unknown
-  removeListener(event: string, listener: (...args: any[]) => void): unknown
-}
 
 /** pg's Query: it parses rows with the query's (or the client's) type parsers. */
 interface PgQueryLike {
@@ -88,13 +59,6 @@ interface PgQueryLike {
 
 /** The constructor of pg's Query, as `pg.Client.Query` exposes it. */
 export type QueryClass = new (config: object | string, values?: readonly unknown[]) => PgQueryLike
-
-/** pg's Query class for this client, or undefined when the client is not node-postgres' own. */
-export function queryClassOf(client: object): QueryClass | undefined {
-  const candidate = (client as { constructor?: { Query?: unknown } }).constructor?.Query
-  const pipelineMode = (client as { pipeline?: unknown }).pipeline === true
-  return typeof candidate === 'function' && !pipelineMode ? (candidate as QueryClass) : undefined
-}
 
 /** Hooks through which a scope learns, synchronously, what the connection did. */
 export interface TenantQueryHooks {
@@ -182,8 +146,8 @@ export class TenantQuery {
    * so a timeout pg raised first is not overridden.
    */
   callback: (err: Error | null, result?: unknown) => void
-  readonly #prefix: PrefixStatement[]
-  readonly #suffix: PrefixStatement[]
+  readonly #prefix: readonly PrefixStatement[]
+  readonly #suffix: readonly PrefixStatement[]
   readonly #inner: PgQueryLike | undefined
   // pg's Query may write onto the connection itself, without a recorder (see #writeDirect).
   #direct = false
@@ -222,9 +186,9 @@ export class TenantQuery {
   constructor(
     QueryClass: QueryClass | undefined,
     config: QueryConfigLike | undefined,
-    prefix: PrefixStatement[],
+    prefix: readonly PrefixStatement[],
     hooks: TenantQueryHooks = {},
-    suffix: PrefixStatement[] = [],
+    suffix: readonly PrefixStatement[] = [],
   ) {
     if (config !== undefined && QueryClass === undefined) {
       throw new TypeError('pg-tenant: this client cannot run a statement in a pipeline')
@@ -535,126 +499,6 @@ export class TenantQuery {
   }
 }
 
-/**
- * Parses the named statements of a prefix or suffix that this connection does not hold yet. A
- * statement with a `unit` is parsed exactly when its unit is (in this pipeline, or because the
- * connection does not hold it), and never tracked on its own.
- */
-function parseNamed(
-  connection: ConnectionLike,
-  statements: readonly PrefixStatement[],
-  parsed: Set<string> | undefined,
-): Set<string> | undefined {
-  for (const statement of statements) {
-    const { name, unit } = statement
-    if (name === undefined) continue
-    const prepared = preparedOn(connection)
-    if (unit === undefined ? prepared.has(name) : !parsed?.has(unit) && prepared.has(unit)) continue
-    connection.parse({ text: statement.text, name })
-    if (unit === undefined) prepared.add(name)
-    ;(parsed ??= new Set()).add(name)
-  }
-  return parsed
-}
-
-// Statements to write just before the connection's next Sync, set while pg's own Query writes.
-const BEFORE_SYNC = Symbol.for('pg-tenant.before-sync.v1')
-
-/**
- * Makes the connection's `sync` write the statements set under BEFORE_SYNC first. Installed once
- * per connection (an own property, whose shape then never changes), shared by every copy of
- * pg-tenant through the registered symbol.
- */
-function hookSync(connection: ConnectionLike): void {
-  const hooked = connection as ConnectionLike & { [BEFORE_SYNC]?: readonly PrefixStatement[] | undefined }
-  if (BEFORE_SYNC in hooked) return
-  hooked[BEFORE_SYNC] = undefined
-  const sync = connection.sync
-  connection.sync = function syncAfterSuffix(this: typeof hooked) {
-    const before = this[BEFORE_SYNC]
-    if (before !== undefined) {
-      this[BEFORE_SYNC] = undefined
-      writeStatements(this, before)
-    }
-    sync.call(this)
-  }
-}
-
-/**
- * Writes statements of a prefix or suffix: Bind and Execute (named statements were parsed first,
- * by `parseNamed`; unnamed ones are parsed here); no Describe (their rows are not the caller's)
- * and no Sync.
- */
-function writeStatements(connection: ConnectionLike, statements: readonly PrefixStatement[]): void {
-  for (const statement of statements) {
-    const name = statement.name
-    if (name === undefined) {
-      connection.parse({ text: statement.text })
-      connection.bind({ values: statement.values })
-    } else {
-      // Bind and Execute as one buffer encoded once per statement and values (pg's own _send does
-      // the same stream.write, after the same writable check).
-      const stream = connection.stream
-      if (typeof stream.write === 'function') {
-        statement.wire ??= bindAndExecute(name, statement.values)
-        if (stream.writable !== false) stream.write(statement.wire)
-        continue
-      }
-      connection.bind({ statement: name, values: statement.values })
-    }
-    connection.execute({})
-  }
-}
-
-// The prefix statements prepared on a connection, by name; shared by every copy of pg-tenant.
-const PREPARED = Symbol.for('pg-tenant.prepared-statements.v1')
-
-function preparedOn(connection: ConnectionLike): Set<string> {
-  const holder = connection as ConnectionLike & { [PREPARED]?: Set<string> }
-  return (holder[PREPARED] ??= new Set())
-}
-
-const names = new Map<string, string>()
-
-/**
- * The name a prefix statement is prepared under: `pg_tenant_` and a hash of its text, so that two
- * pools, two copies of the library or two versions of it that share a pooled server connection
- * mean the same statement by the same name.
- */
-export function preparedName(text: string): string {
-  let name = names.get(text)
-  if (name === undefined) {
-    // FNV-1a, 32 bits, twice with different offsets: 64 bits of name for a handful of texts.
-    let a = 0x811c9dc5
-    let b = 0x01000193 ^ 0x5bd1e995
-    for (let i = 0; i < text.length; i++) {
-      const c = text.charCodeAt(i)
-      a = Math.imul(a ^ c, 0x01000193) >>> 0
-      b = Math.imul(b ^ c, 0x01000193) >>> 0
-    }
-    name = `pg_tenant_${a.toString(16).padStart(8, '0')}${b.toString(16).padStart(8, '0')}`
-    if (names.size < 1024) names.set(text, name)
-  }
-  return name
-}
-
-// The status of the last ReadyForQuery, on the connection. A registered symbol, so that two copies
-// of pg-tenant (ESM and CJS builds) share one listener per connection.
-const STATUS = Symbol.for('pg-tenant.transaction-status.v1')
-
-/**
- * Records the status of every ReadyForQuery on the connection, ahead of the client's own handler
- * (which hands the status's query its ReadyForQuery). Installed once per connection.
- */
-function trackStatus(connection: ConnectionLike): void {
-  const tracked = connection as ConnectionLike & { [STATUS]?: string | null }
-  if (STATUS in tracked) return
-  tracked[STATUS] = null
-  connection.prependListener('readyForQuery', (msg: { status?: string } | undefined) => {
-    tracked[STATUS] = msg?.status ?? null
-  })
-}
-
 /** Replaces the recorded calls when pg's Query writes directly. */
 const DIRECT: Call[] = []
 
@@ -700,16 +544,3 @@ function emptyResult(): QueryResultLike {
   return { command: '', rowCount: null, rows: [], fields: [] }
 }
 
-/**
- * The transaction status of the last ReadyForQuery a connection received, once pg-tenant has sent
- * a statement on it (for submittables of the caller's own, such as pg-cursor, that report nothing).
- */
-export function lastStatus(connection: unknown): TransactionStatus | undefined {
-  const status = (connection as { [STATUS]?: string | null } | null)?.[STATUS]
-  return status === 'I' || status === 'T' || status === 'E' ? status : undefined
-}
-
-/** Starts tracking the transaction status of a connection a caller's submittable is handed. */
-export function watchStatus(connection: unknown): void {
-  if (typeof (connection as ConnectionLike | null)?.prependListener === 'function') trackStatus(connection as ConnectionLike)
-}

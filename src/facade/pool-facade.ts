@@ -7,7 +7,7 @@
  * would otherwise send BEGIN, the statements and COMMIT as separate pool queries, not atomic.
  */
 import { EventEmitter } from 'node:events'
-import type { PgPoolLike, QueryConfigLike, QueryResultLike } from '../driver/types.js'
+import type { PgPoolLike, QueryConfigLike, QueryResultLike } from '../driver/index.js'
 import { InvalidQueryError, ScopeClosedError } from '../errors.js'
 import { FORWARDED_EVENTS, type Scope, type Submittable } from '../scope/scope.js'
 import { analyzeSql } from '../scope/sql-shape.js'

@@ -10,8 +10,8 @@
  * Nothing here talks to a database: the scope sends the statement through its own pipeline, so the
  * transaction status stays tracked, and hands the answer back to {@link releaseVerdict}.
  */
-import type { QueryConfigLike, QueryResultLike } from '../driver/types.js'
-import type { TransactionStatus } from '../driver/pipeline.js'
+import type { QueryConfigLike, QueryResultLike } from '../driver/index.js'
+import type { TransactionStatus } from '../driver/index.js'
 import type { ResolvedTenant } from '../tenant.js'
 
 /**

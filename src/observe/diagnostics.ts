@@ -16,7 +16,7 @@ import {
   type DirtyClient,
   type ReleaseVerdict,
 } from './canary.js'
-import type { QueryConfigLike } from '../driver/types.js'
+import type { QueryConfigLike } from '../driver/index.js'
 import type { ScopeKind } from '../scope/scope.js'
 import type { ResolvedTenant, Tenant } from '../tenant.js'
 
@@ -393,20 +393,4 @@ export class ScopeTrace {
     }
     channels.scopeEnd.publish(message)
   }
-}
-
-/**
- * Why a client that was not judged clean is destroyed, from what the scope saw.
- */
-export function uncleanVerdict(seen: { broken: boolean; unanswered: boolean; idle: boolean; requested?: boolean }): ReleaseVerdict {
-  const reason: DestroyReason = seen.requested
-    ? 'requested'
-    : seen.broken
-    ? 'broken'
-    : seen.unanswered
-      ? 'unanswered'
-      : !seen.idle
-        ? 'not-idle'
-        : 'unconfirmed'
-  return { release: false, reason }
 }

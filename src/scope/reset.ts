@@ -14,7 +14,7 @@
  * so there `SET CONSTRAINTS ALL IMMEDIATE` goes first, firing them while the tenant still applies.
  * For a transaction of one statement, firing them at its end or at the commit is the same.
  */
-import { preparedName, type PrefixStatement } from '../driver/pipeline.js'
+import { preparedName, type PrefixStatement } from '../driver/index.js'
 
 /** The setting names of one pool and the statement that resets them, with the role. */
 export class ResetPlan {

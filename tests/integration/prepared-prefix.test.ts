@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createTenantPool, InvalidOptionsError } from '../../src/index.js'
-import { preparedName } from '../../src/driver/pipeline.js'
+import { preparedName } from '../../src/driver/statements.js'
 import { ResetPlan } from '../../src/scope/reset.js'
 import { applyStatement, resolveTenant } from '../../src/tenant.js'
 import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
