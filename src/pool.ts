@@ -1,7 +1,6 @@
 /**
  * `createTenantPool` and the `TenantPool` it returns: the public face of pg-tenant.
  */
-import { verifyRate } from './observe/canary.js'
 import { currentBinding, runBound, type Binding } from './context.js'
 import { PoolMonitor, type TenantPoolStats } from './observe/diagnostics.js'
 import { checkRls, type Finding, type PoolDoctorOptions } from './doctor/index.js'
@@ -24,74 +23,11 @@ import {
   type ScopeMode,
   type Submittable,
 } from './scope/scope.js'
-import { analyzeSql, findControl, type TransactionControl } from './scope/sql-shape.js'
-import {
-  DEFAULT_MAX_VALUE_LENGTH,
-  resolveTenant,
-  validateSettingName,
-  type ResolvedTenant,
-  type RoleMatcher,
-  type Tenant,
-  type TenantRules,
-} from './tenant.js'
 
-/**
- * Options of {@link createTenantPool}.
- *
- * @example
- * ```ts
- * const db = createTenantPool(pool, {
- *   setting: 'app.tenant_id',
- *   scope: 'transaction',
- *   roles: ['tenant_reader', /^org_[a-z0-9_]+$/],
- * })
- * ```
- */
-export interface TenantPoolOptions {
-  /** The custom setting (GUC) a tenant id is written to. Default `'app.tenant_id'`. */
-  setting?: string
-  /**
-   * `'transaction'` (default): each `withTenant` is one transaction and settings are
-   * `set_config(..., true)` (SET LOCAL semantics). `'session'`: settings and role are set on
-   * checkout and RESET before release; queries autocommit. Needs session pooling behind PgBouncer.
-   */
-  scope?: ScopeMode
-  /**
-   * The roles a tenant may switch to: exact names, or RegExps that must match the whole name.
-   * Empty by default: no role switching.
-   */
-  roles?: readonly RoleMatcher[]
-  /** Longest tenant id or setting value accepted, in characters. Default 256. */
-  maxValueLength?: number
-  /**
-   * The release canary. Before a client judged clean goes back to the pool, one more statement
-   * checks on the server that `current_user = session_user`, no transaction is open, and every
-   * setting the scope wrote (and `setting`) reads empty. A dirty client is destroyed, published on
-   * `pg-tenant:destroy` with reason `'dirty'`, and counted in `db.stats().dirty`. `true` checks
-   * every release (one extra round trip each); a number from 0 to 1 checks that fraction of them,
-   * at random. Default `false`.
-   *
-   * @example
-   * ```ts
-   * const db = createTenantPool(pool, { verifyRelease: 0.01 }) // check 1% of releases
-   * ```
-   */
-  verifyRelease?: boolean | number
-  /**
-   * Prepare the statement that applies the tenant to a lone query (`runWithTenant` + `db.query`)
-   * once per connection, under a name derived from its text, instead of parsing it every time:
-   * the server then only binds and runs it. Default `true`. If the server ever refuses it (a
-   * transaction pooler without prepared-statement support moved the connection, or `DISCARD ALL`
-   * dropped it), nothing of that query ran: it is sent again unnamed, and this pool stops preparing.
-   * `false` never prepares (one fewer named statement per connection, for poolers that log them).
-   *
-   * @example
-   * ```ts
-   * const db = createTenantPool(pool, { prepareTenantStatement: false })
-   * ```
-   */
-  prepareTenantStatement?: boolean
-}
+export type { TenantPoolOptions } from './options.js'
+import { analyzeSql, findControl, type TransactionControl } from './scope/sql-shape.js'
+import { parsePoolOptions, type TenantPoolOptions } from './options.js'
+import { resolveTenant, type ResolvedTenant, type Tenant, type TenantRules } from './tenant.js'
 
 /** The callback of a scope: sync or async. */
 export type ScopeCallback<T> = () => T | PromiseLike<T>
@@ -118,30 +54,12 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
     if (typeof pool?.connect !== 'function') {
       throw new InvalidOptionsError('createTenantPool needs a pg.Pool (or an object with connect())')
     }
-    const { setting = 'app.tenant_id', scope = 'transaction', roles = [] } = options
-    const maxValueLength = options.maxValueLength ?? DEFAULT_MAX_VALUE_LENGTH
-    if (scope !== 'transaction' && scope !== 'session') {
-      throw new InvalidOptionsError(`scope must be 'transaction' or 'session', got ${String(scope)}`)
-    }
-    if (!Array.isArray(roles) || !roles.every((r) => typeof r === 'string' || r instanceof RegExp)) {
-      throw new InvalidOptionsError('roles must be an array of strings and RegExps')
-    }
-    if (!Number.isInteger(maxValueLength) || maxValueLength < 1) {
-      throw new InvalidOptionsError('maxValueLength must be a positive integer')
-    }
-    const rate = verifyRate(options.verifyRelease)
-    if (typeof rate === 'string') throw new InvalidOptionsError(rate)
-    const prepare = options.prepareTenantStatement ?? true
-    if (typeof prepare !== 'boolean') throw new InvalidOptionsError('prepareTenantStatement must be a boolean')
-    if (!prepare) this.#state.preparePrefix = false
+    const parsed = parsePoolOptions(options)
+    if (!parsed.prepareTenantStatement) this.#state.preparePrefix = false
     this.#pool = pool
-    this.#mode = scope
-    this.#rules = {
-      setting: validateSettingName(setting, true),
-      roles: [...roles],
-      maxValueLength,
-    }
-    this.#state.monitor = new PoolMonitor(rate, this.#rules.setting)
+    this.#mode = parsed.scope
+    this.#rules = { setting: parsed.setting, roles: parsed.roles, maxValueLength: parsed.maxValueLength }
+    this.#state.monitor = new PoolMonitor(parsed.verifyRate, parsed.setting)
     this.#state.reset = new ResetPlan(this.#rules.setting)
     this.#state.report = (error) => reportError(pool, error)
   }

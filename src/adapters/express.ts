@@ -5,9 +5,9 @@
  * Express's types are not imported: the middleware is typed structurally, so this module works
  * with Express 4 and 5 (and look-alikes such as connect) whatever `@types/express` is installed.
  */
+import { parseAdapterOptions } from '../options.js'
 import {
   callResolver,
-  checkAdapterOptions,
   type ResolvedTenantValue,
   type TenantBinder,
   type TenantResolver,
@@ -108,8 +108,7 @@ export function tenantMiddleware<Req = any>(
   db: TenantBinder,
   options: TenantMiddlewareOptions<Req>,
 ): TenantMiddleware<Req> {
-  const { resolve, required = true } = options ?? ({} as TenantMiddlewareOptions<Req>)
-  checkAdapterOptions('tenantMiddleware', db, resolve, required)
+  const { resolve, required } = parseAdapterOptions<TenantResolver<Req>>('tenantMiddleware', db, options)
 
   const bind = (tenant: ResolvedTenantValue, next: NextFunctionLike): void => {
     if (tenant === undefined || tenant === null) {

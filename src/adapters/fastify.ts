@@ -5,9 +5,9 @@
 import { AsyncResource } from 'node:async_hooks'
 import type { FastifyInstance, FastifyPluginCallback, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
+import { parseAdapterOptions } from '../options.js'
 import {
   callResolver,
-  checkAdapterOptions,
   type ResolvedTenantValue,
   type TenantBinder,
   type TenantResolver,
@@ -78,10 +78,11 @@ function pgTenant(
   options: TenantPluginOptions,
   done: (err?: Error) => void,
 ): void {
-  const { db, resolve, required = true, closePool = false } =
-    options ?? ({} as TenantPluginOptions)
+  const { db, closePool = false } = options ?? ({} as TenantPluginOptions)
+  let resolve: TenantResolver<FastifyRequest>
+  let required: boolean
   try {
-    checkAdapterOptions('tenantPlugin', db, resolve, required)
+    ;({ resolve, required } = parseAdapterOptions<TenantResolver<FastifyRequest>>('tenantPlugin', db, options, ['closePool']))
     if (typeof closePool !== 'boolean') {
       throw new InvalidOptionsError('tenantPlugin: closePool must be a boolean')
     }

@@ -2,7 +2,6 @@
  * What the Express and Fastify adapters share: the structural type of the pool they bind tenants
  * on, the resolver type, and calling a resolver that may or may not return a promise.
  */
-import { InvalidOptionsError } from '../errors.js'
 import type { Tenant } from '../tenant.js'
 
 /**
@@ -45,24 +44,6 @@ export type ResolvedTenantValue = Tenant | readonly string[] | null | undefined
 export type TenantResolver<Req> = (
   req: Req,
 ) => ResolvedTenantValue | PromiseLike<ResolvedTenantValue>
-
-/** Throws `InvalidOptionsError` at set-up time for options an adapter cannot work with. */
-export function checkAdapterOptions(
-  who: string,
-  db: unknown,
-  resolve: unknown,
-  required: unknown,
-): void {
-  if (typeof (db as Partial<TenantBinder> | null | undefined)?.runWithTenant !== 'function') {
-    throw new InvalidOptionsError(`${who}: db must be a TenantPool (from createTenantPool)`)
-  }
-  if (typeof resolve !== 'function') {
-    throw new InvalidOptionsError(`${who}: resolve must be a function (req) => tenant | undefined`)
-  }
-  if (required !== undefined && typeof required !== 'boolean') {
-    throw new InvalidOptionsError(`${who}: required must be a boolean`)
-  }
-}
 
 /**
  * Calls `resolve(req)` and reports exactly once: `fail(err)` if it threw or rejected, otherwise

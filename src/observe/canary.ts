@@ -142,14 +142,3 @@ export function releaseVerdict(
 function asText(value: unknown): string | undefined {
   return typeof value === 'string' ? value : undefined
 }
-
-/**
- * Parses the `verifyRelease` option into a sample rate in [0, 1]: `true` is 1, `false` or
- * `undefined` 0. Returns an error message for anything else.
- */
-export function verifyRate(option: unknown): number | string {
-  if (option === undefined || option === false) return 0
-  if (option === true) return 1
-  if (typeof option === 'number' && Number.isFinite(option) && option >= 0 && option <= 1) return option
-  return `verifyRelease must be a boolean or a sample rate between 0 and 1, got ${String(option)}`
-}

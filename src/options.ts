@@ -1,0 +1,167 @@
+/**
+ * Every option pg-tenant takes at set-up, parsed and validated once, here: `createTenantPool`'s,
+ * and the Express and Fastify adapters'. A key nobody reads (a typo such as `verifyReleases`) is
+ * refused with `InvalidOptionsError`, like a bad value: an option that silently does nothing is
+ * worse than an error at start-up.
+ */
+import { InvalidOptionsError } from './errors.js'
+import type { ScopeMode } from './scope/kinds.js'
+import { DEFAULT_MAX_VALUE_LENGTH, validateSettingName, type RoleMatcher } from './tenant.js'
+
+/**
+ * Options of `createTenantPool`.
+ *
+ * @example
+ * ```ts
+ * const db = createTenantPool(pool, {
+ *   setting: 'app.tenant_id',
+ *   scope: 'transaction',
+ *   roles: ['tenant_reader', /^org_[a-z0-9_]+$/],
+ * })
+ * ```
+ */
+export interface TenantPoolOptions {
+  /** The custom setting (GUC) a tenant id is written to. Default `'app.tenant_id'`. */
+  setting?: string
+  /**
+   * `'transaction'` (default): each `withTenant` is one transaction and settings are
+   * `set_config(..., true)` (SET LOCAL semantics). `'session'`: settings and role are set on
+   * checkout and reset before release; queries autocommit. Needs session pooling behind PgBouncer.
+   */
+  scope?: ScopeMode
+  /**
+   * The roles a tenant may switch to: exact names, or RegExps that must match the whole name.
+   * Empty by default: no role switching.
+   */
+  roles?: readonly RoleMatcher[]
+  /** Longest tenant id or setting value accepted, in characters. Default 256. */
+  maxValueLength?: number
+  /**
+   * The release canary. Before a client judged clean goes back to the pool, one more statement
+   * checks on the server that `current_user = session_user`, no transaction is open, and every
+   * setting the pool writes reads empty. A dirty client is destroyed, published on
+   * `pg-tenant:destroy` with reason `'dirty'`, and counted in `db.stats().dirty`. `true` checks
+   * every release (one extra round trip each); a number from 0 to 1 checks that fraction of them,
+   * at random. Default `false`.
+   *
+   * @example
+   * ```ts
+   * const db = createTenantPool(pool, { verifyRelease: 0.01 }) // check 1% of releases
+   * ```
+   */
+  verifyRelease?: boolean | number
+  /**
+   * Prepare the statements that apply the tenant to a lone query (`runWithTenant` + `db.query`)
+   * and reset it once per connection, under names derived from their text, instead of parsing
+   * them every time: the server then only binds and runs them. Default `true`. If the server ever
+   * refuses them (a transaction pooler without prepared-statement support moved the connection, or
+   * `DISCARD ALL` dropped them), nothing of that query ran: it is sent again unnamed, and this pool
+   * stops preparing. `false` never prepares (for poolers that log named statements).
+   *
+   * @example
+   * ```ts
+   * const db = createTenantPool(pool, { prepareTenantStatement: false })
+   * ```
+   */
+  prepareTenantStatement?: boolean
+}
+
+/** `createTenantPool`'s options after validation, with every default filled in. */
+export interface ParsedPoolOptions {
+  readonly setting: string
+  readonly scope: ScopeMode
+  readonly roles: readonly RoleMatcher[]
+  readonly maxValueLength: number
+  /** The release canary's sample rate, 0 to 1. */
+  readonly verifyRate: number
+  readonly prepareTenantStatement: boolean
+}
+
+const POOL_KEYS = new Set<string>(['setting', 'scope', 'roles', 'maxValueLength', 'verifyRelease', 'prepareTenantStatement'])
+
+/**
+ * Validates `createTenantPool`'s options and fills in the defaults. Throws `InvalidOptionsError`
+ * for an unknown key or a value that cannot be honoured.
+ */
+export function parsePoolOptions(options: unknown): ParsedPoolOptions {
+  if (options === undefined) options = {}
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new InvalidOptionsError('createTenantPool options must be an object')
+  }
+  refuseUnknownKeys('createTenantPool', options, POOL_KEYS)
+  const given = options as TenantPoolOptions
+  const { setting = 'app.tenant_id', scope = 'transaction', roles = [] } = given
+  if (scope !== 'transaction' && scope !== 'session') {
+    throw new InvalidOptionsError(`scope must be 'transaction' or 'session', got ${String(scope)}`)
+  }
+  if (!Array.isArray(roles) || !roles.every((r) => typeof r === 'string' || r instanceof RegExp)) {
+    throw new InvalidOptionsError('roles must be an array of strings and RegExps')
+  }
+  const maxValueLength = given.maxValueLength ?? DEFAULT_MAX_VALUE_LENGTH
+  if (!Number.isInteger(maxValueLength) || maxValueLength < 1) {
+    throw new InvalidOptionsError('maxValueLength must be a positive integer')
+  }
+  const prepareTenantStatement = given.prepareTenantStatement ?? true
+  if (typeof prepareTenantStatement !== 'boolean') {
+    throw new InvalidOptionsError('prepareTenantStatement must be a boolean')
+  }
+  return {
+    setting: validateSettingName(setting, true),
+    scope,
+    roles: [...roles],
+    maxValueLength,
+    verifyRate: parseVerifyRelease(given.verifyRelease),
+    prepareTenantStatement,
+  }
+}
+
+/** `verifyRelease` as a sample rate in [0, 1]: `true` is 1, `false` or absent 0. */
+function parseVerifyRelease(option: unknown): number {
+  if (option === undefined || option === false) return 0
+  if (option === true) return 1
+  if (typeof option === 'number' && Number.isFinite(option) && option >= 0 && option <= 1) return option
+  throw new InvalidOptionsError(`verifyRelease must be a boolean or a sample rate between 0 and 1, got ${String(option)}`)
+}
+
+/** The adapters' options after validation: the resolver, and whether a tenant is required. */
+export interface ParsedAdapterOptions<Resolve> {
+  readonly resolve: Resolve
+  readonly required: boolean
+}
+
+// Keys Fastify itself reads from a plugin's registration options, which reach the plugin too.
+const FASTIFY_REGISTER_KEYS = ['prefix', 'logLevel', 'logSerializers']
+
+/**
+ * Validates an adapter's options (`who`: `tenantMiddleware` or `tenantPlugin`): `db` must be a
+ * TenantPool (anything with `runWithTenant`), `resolve` a function, `required` a boolean; `extra`
+ * names the adapter's other keys. Throws `InvalidOptionsError` otherwise.
+ */
+export function parseAdapterOptions<Resolve>(
+  who: 'tenantMiddleware' | 'tenantPlugin',
+  db: unknown,
+  options: unknown,
+  extra: readonly string[] = [],
+): ParsedAdapterOptions<Resolve> {
+  if (typeof (db as { runWithTenant?: unknown } | null | undefined)?.runWithTenant !== 'function') {
+    throw new InvalidOptionsError(`${who}: db must be a TenantPool (from createTenantPool)`)
+  }
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidOptionsError(`${who} needs options: { resolve }`)
+  }
+  const known = who === 'tenantPlugin' ? [...FASTIFY_REGISTER_KEYS, 'db'] : []
+  refuseUnknownKeys(who, options, new Set(['resolve', 'required', ...known, ...extra]))
+  const { resolve, required = true } = options as { resolve?: unknown; required?: unknown }
+  if (typeof resolve !== 'function') {
+    throw new InvalidOptionsError(`${who}: resolve must be a function (req) => tenant | undefined`)
+  }
+  if (typeof required !== 'boolean') throw new InvalidOptionsError(`${who}: required must be a boolean`)
+  return { resolve: resolve as Resolve, required }
+}
+
+function refuseUnknownKeys(who: string, options: object, known: ReadonlySet<string>): void {
+  const unknown = Object.keys(options).filter((key) => !known.has(key))
+  if (unknown.length === 0) return
+  const list = unknown.map((key) => JSON.stringify(key)).join(', ')
+  throw new InvalidOptionsError(`${who}: unknown option${unknown.length > 1 ? 's' : ''} ${list} (known: ${[...known].join(', ')})`)
+}
