@@ -8,7 +8,7 @@
  * SQL is kept compatible with PostgreSQL 14 to 18; version-specific checks read
  * `server_version_num`.
  */
-import type { PgClientLike, PgPoolLike } from '../driver/index.js'
+import { localPortOf, looksLikeClient, type PgClientLike, type PgPoolLike } from '../driver/index.js'
 import { InvalidOptionsError } from '../errors.js'
 import type { ScopeMode } from '../scope/scope.js'
 import { quoteLiteral, quoteTrusted } from '../sql/ident.js'
@@ -275,7 +275,7 @@ async function withSession<T>(
     // A TenantPool's query() needs a tenant: it would fail closed with TenantRequiredError.
     throw new InvalidOptionsError('checkRls was given a TenantPool: call db.doctor() instead')
   }
-  const clientLike = typeof t.release === 'function' || 'processID' in t || 'connection' in t
+  const clientLike = looksLikeClient(t)
   if (typeof t.query === 'function' && (clientLike || typeof t.connect !== 'function')) {
     return fn(queryOf(target as QueryableLike), target)
   }
@@ -892,10 +892,8 @@ async function viewFindings(
 
 /** Whether the server sees another client port than our socket's: a proxy or NAT in between. */
 function isProxied(client: unknown, serverSeenPort: number | null): boolean {
-  const stream = (client as { connection?: { stream?: { localPort?: unknown; remotePort?: unknown } } } | undefined)
-    ?.connection?.stream
-  const localPort = stream?.localPort
-  if (typeof localPort !== 'number') return false // Unix socket or unknown driver: cannot tell
+  const localPort = localPortOf(client)
+  if (localPort === undefined) return false // Unix socket or unknown driver: cannot tell
   return serverSeenPort === null || Number(serverSeenPort) !== localPort
 }
 

@@ -7,6 +7,6 @@
 export type { PgClientLike, PgPoolLike, QueryConfigLike, QueryResultLike, FieldLike, Row } from './types.js'
 export { TenantQuery, mayRunCallerCode, type QueryClass, type TenantQueryHooks } from './pipeline.js'
 export { preparedName, type PrefixStatement } from './statements.js'
-export { watchStatus, type TransactionStatus } from './connection.js'
-export { queryClassOf, statusOf, pidOf } from './client.js'
+export type { TransactionStatus } from './connection.js'
+export { queryClassOf, statusOf, pidOf, guardSubmittable, looksLikeClient, localPortOf } from './client.js'
 export { checkout, checkoutWith, type CheckedOut } from './checkout.js'

@@ -17,7 +17,7 @@ import {
   type ReleaseVerdict,
 } from './canary.js'
 import type { QueryConfigLike } from '../driver/index.js'
-import type { ScopeKind } from '../scope/scope.js'
+import type { ScopeKind } from '../scope/kinds.js'
 import type { ResolvedTenant, Tenant } from '../tenant.js'
 
 /**

@@ -23,13 +23,13 @@ import { AsyncResource } from 'node:async_hooks'
 import {
   checkout,
   checkoutWith,
+  guardSubmittable,
   mayRunCallerCode,
   pidOf,
   preparedName,
   queryClassOf,
   statusOf,
   TenantQuery,
-  watchStatus,
   type PgClientLike,
   type PgPoolLike,
   type PrefixStatement,
@@ -267,7 +267,7 @@ export class Scope {
       }
       this.#state.streaming = true
       client.query(
-        this.#guarded(submittable, () => {
+        guardSubmittable(submittable, () => this.#state.guard(), () => {
           this.#state.streaming = false
           release()
           finished?.()
@@ -538,38 +538,6 @@ export class Scope {
     // FATAL: the server ends the session. Known now, before the socket's 'error' event comes.
     const severity = (err as { severity?: unknown } | null)?.severity
     if (severity === 'FATAL' || severity === 'PANIC') this.#state.sawBroken()
-  }
-
-  /** A caller's submittable, refused if the scope can no longer send, reporting when pg is done. */
-  #guarded<S extends Submittable>(submittable: S, finished: () => void): S {
-    const state = this.#state
-    let done = false
-    const finish = () => {
-      if (done) return
-      done = true
-      finished()
-    }
-    return new Proxy(submittable, {
-      get(target, prop, receiver) {
-        const value = Reflect.get(target, prop, receiver)
-        if (prop === 'submit') {
-          return (connection: unknown) => {
-            watchStatus(connection)
-            return state.guard() ?? target.submit.call(receiver, connection)
-          }
-        }
-        if ((prop === 'handleReadyForQuery' || prop === 'handleError') && typeof value === 'function') {
-          return (...args: unknown[]) => {
-            try {
-              return value.apply(receiver, args)
-            } finally {
-              finish()
-            }
-          }
-        }
-        return value
-      },
-    })
   }
 
   // ---------------------------------------------------------------------------------------------
