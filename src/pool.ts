@@ -5,7 +5,8 @@ import { currentBinding, runBound, type Binding } from './context.js'
 import { PoolMonitor, type TenantPoolStats } from './observe/diagnostics.js'
 import { checkRls, type Finding, type PoolDoctorOptions } from './doctor/index.js'
 import type { PgPoolLike, QueryConfigLike, QueryResultLike, Row } from './driver/index.js'
-import { createPoolFacade, PoolClient, ScopeClient, type TenantClient } from './facade/pool-facade.js'
+import { PoolClient, ScopeClient, type TenantClient } from './facade/clients.js'
+import { createPoolFacade } from './facade/pool-facade.js'
 import {
   InvalidOptionsError,
   InvalidQueryError,
