@@ -18,7 +18,7 @@ import {
   type Finding,
   type FindingCode,
 } from '../setup/pg-tenant.js'
-import { findSettingCalls, wrapSettingCalls } from '../../src/doctor/index.js'
+import { findSettingCalls, wrapSettingCalls } from '../../src/doctor/setting-calls.js'
 import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
 
 let t: TestDatabase
