@@ -4,7 +4,7 @@
 import { verifyRate } from './observe/canary.js'
 import { currentBinding, runBound, type Binding } from './context.js'
 import { PoolMonitor, type TenantPoolStats } from './observe/diagnostics.js'
-import { checkRls, type Finding, type PoolDoctorOptions } from './doctor/index.js'
+import type { Finding, PoolDoctorOptions } from './doctor/types.js'
 import type { PgPoolLike, QueryConfigLike, QueryResultLike, Row } from './driver/types.js'
 import { createPoolFacade, PoolClient, ScopeClient, type TenantClient } from './facade/pool-facade.js'
 import {
@@ -366,8 +366,9 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
   }
 
   /**
-   * Runs the RLS doctor ({@link checkRls}) on this pool's database with this pool's `setting`,
-   * `roles` and `scope`, as the pool's login role. Only catalogs are read; no tenant is needed.
+   * Runs the RLS doctor (`checkRls` from `pg-tenant/doctor`) on this pool's database with this
+   * pool's `setting`, `roles` and `scope`, as the pool's login role. Only catalogs are read; no
+   * tenant is needed. The doctor is not part of the core bundle: it is loaded on the first call.
    *
    * @example
    * ```ts
@@ -375,8 +376,11 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
    * if (findings.some((f) => f.severity === 'error')) throw new Error('RLS is not safe')
    * ```
    */
-  doctor(options: PoolDoctorOptions): Promise<Finding[]> {
+  async doctor(options: PoolDoctorOptions): Promise<Finding[]> {
     const { setting, roles } = this.#rules
+    // A relative dynamic import: the bundler links it to the doctor's own entry (dist/doctor.js,
+    // or require('./doctor.cjs') in the CJS build), so dist/index.* carry none of its code.
+    const { checkRls } = await import('./doctor/index.js')
     return checkRls(this.#pool, { ...options, setting, roles, scope: this.#mode })
   }
 
