@@ -5,7 +5,15 @@ import { defineConfig } from 'tsup'
 // identity: see src/context.ts and src/errors.ts.
 export default defineConfig([
   {
-    entry: { index: 'src/index.ts', express: 'src/adapters/express.ts', fastify: 'src/adapters/fastify.ts' },
+    // `doctor` (pg-tenant/doctor) is an entry of its own: db.doctor() imports it dynamically, and
+    // with splitting that import points at dist/doctor.js (dist/doctor.cjs), so the core bundle
+    // carries none of the doctor.
+    entry: {
+      index: 'src/index.ts',
+      express: 'src/adapters/express.ts',
+      fastify: 'src/adapters/fastify.ts',
+      doctor: 'src/doctor/index.ts',
+    },
     // Adapters' frameworks are peers: never bundle them.
     external: ['express', 'fastify', 'fastify-plugin'],
     format: ['esm', 'cjs'],

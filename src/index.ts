@@ -30,14 +30,15 @@ export {
 export type { TenantPoolErrorCode } from './errors.js'
 export { isRlsViolation } from './classify/rls-violation.js'
 export { tenantErrorOf, httpStatusOf } from './classify/error-status.js'
-export { checkRls } from './doctor/index.js'
+// The RLS doctor is `pg-tenant/doctor` (checkRls), out of the core bundle; db.doctor() loads it on
+// first use. Its types only, for db.doctor()'s signature:
 export type {
   CheckRlsOptions,
   Finding,
   FindingCode,
   PoolDoctorOptions,
   QueryableLike,
-} from './doctor/index.js'
+} from './doctor/types.js'
 export {
   tenantPolicySql,
   dropTenantPolicySql,

@@ -3,7 +3,7 @@
  */
 import { currentBinding, runBound, type Binding } from './context.js'
 import { PoolMonitor, type TenantPoolStats } from './observe/diagnostics.js'
-import { checkRls, type Finding, type PoolDoctorOptions } from './doctor/index.js'
+import type { Finding, PoolDoctorOptions } from './doctor/types.js'
 import type { PgPoolLike, QueryConfigLike, QueryResultLike, Row } from './driver/index.js'
 import { PoolClient, ScopeClient, type TenantClient } from './facade/clients.js'
 import { createPoolFacade } from './facade/pool-facade.js'
@@ -285,8 +285,9 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
   }
 
   /**
-   * Runs the RLS doctor ({@link checkRls}) on this pool's database with this pool's `setting`,
-   * `roles` and `scope`, as the pool's login role. Only catalogs are read; no tenant is needed.
+   * Runs the RLS doctor (`checkRls` from `pg-tenant/doctor`) on this pool's database with this
+   * pool's `setting`, `roles` and `scope`, as the pool's login role. Only catalogs are read; no
+   * tenant is needed. The doctor is not part of the core bundle: it is loaded on the first call.
    *
    * @example
    * ```ts
@@ -294,8 +295,11 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
    * if (findings.some((f) => f.severity === 'error')) throw new Error('RLS is not safe')
    * ```
    */
-  doctor(options: PoolDoctorOptions): Promise<Finding[]> {
+  async doctor(options: PoolDoctorOptions): Promise<Finding[]> {
     const { setting, roles } = this.#rules
+    // A relative dynamic import: the bundler links it to the doctor's own entry (dist/doctor.js,
+    // or require('./doctor.cjs') in the CJS build), so dist/index.* carry none of its code.
+    const { checkRls } = await import('./doctor/index.js')
     return checkRls(this.#pool, { ...options, setting, roles, scope: this.#mode })
   }
 

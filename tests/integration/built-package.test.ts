@@ -20,7 +20,7 @@ beforeAll(async () => {
 afterAll(() => t.drop())
 
 it('has a build to test (run `npm run build` first)', () => {
-  const files = ['index', 'express', 'fastify'].flatMap((e) => [`dist/${e}.js`, `dist/${e}.cjs`, `dist/${e}.d.ts`, `dist/${e}.d.cts`])
+  const files = ['index', 'express', 'fastify', 'doctor'].flatMap((e) => [`dist/${e}.js`, `dist/${e}.cjs`, `dist/${e}.d.ts`, `dist/${e}.d.cts`])
   for (const file of files) {
     expect(fs.existsSync(path.join(root, file)), file).toBe(true)
   }
@@ -46,4 +46,48 @@ it('shares one store, one error identity and the diagnostics channels between th
     channelHeardBothCopies: 'org_dc_esm,org_dc_cjs',
     scopeIdsDistinct: true,
   })
+})
+
+it('runs db.doctor() from the ESM and CJS builds, loading pg-tenant/doctor on first use', async () => {
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    [path.join(root, 'tests/integration/programs/doctor-load.cjs')],
+    { cwd: root, env: { ...process.env, APP_URL: t.appUrl } },
+  )
+  const finding = 'error:SESSION_SCOPE_TRANSACTION_POOLING'
+  expect(JSON.parse(stdout)).toEqual({
+    node: process.version,
+    cjsDoctorLoadedBeforeUse: false,
+    cjsDbDoctor: finding,
+    cjsDoctorLoadedAfterUse: true,
+    cjsDoctorErrorIsEsmInstance: true,
+    cjsDoctorErrorCode: 'INVALID_OPTIONS',
+    esmDbDoctor: finding,
+    coreExportsCheckRls: false,
+    cjsCheckRls: finding,
+    esmCheckRls: finding,
+    doctorExports: ['checkRls', 'checkRls'],
+    doctorRefusesTenantPool: true,
+  })
+})
+
+it('keeps the doctor out of the core bundles: only dist/doctor.* (and the CLI) hold its code', () => {
+  const dist = path.join(root, 'dist')
+  const code = (file: string) => fs.readFileSync(path.join(dist, file), 'utf8')
+  // A finding code and a catalog read that only the doctor has.
+  const markers = ['POLICY_NO_WITH_CHECK', 'has_table_privilege(s.oid, c.oid, \'TRUNCATE\')']
+  const scripts = fs.readdirSync(dist).filter((f) => /\.(c?js)$/.test(f))
+  const holders = scripts.filter((f) => markers.some((m) => code(f).includes(m))).sort()
+  expect(holders).toEqual(['cli.js', 'doctor.cjs', 'doctor.js'])
+  for (const file of ['index.js', 'index.cjs']) {
+    for (const marker of markers) expect(code(file), `${marker} in ${file}`).not.toContain(marker)
+  }
+  for (const file of ['doctor.js', 'doctor.cjs']) {
+    for (const marker of markers) expect(code(file), `${marker} in ${file}`).toContain(marker)
+  }
+  // The core reaches it only through the lazy import in db.doctor().
+  expect(code('index.js')).toContain('import("./doctor.js")')
+  expect(code('index.js')).not.toMatch(/from\s*["']\.\/doctor\.js["']/)
+  expect(code('index.cjs')).toMatch(/Promise\.resolve\(\)\.then\(\(\) => _interopRequireWildcard\(require\("\.\/doctor\.cjs"\)\)\)/)
+  expect(code('index.cjs').match(/require\("\.\/doctor\.cjs"\)/g)).toHaveLength(1)
 })

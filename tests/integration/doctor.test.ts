@@ -12,13 +12,13 @@ import net from 'node:net'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
-  checkRls,
   createTenantPool,
   InvalidOptionsError,
   type Finding,
   type FindingCode,
 } from '../setup/pg-tenant.js'
-import { findSettingCalls, wrapSettingCalls } from '../../src/doctor/index.js'
+import { checkRls } from '../../src/doctor/index.js'
+import { findSettingCalls, wrapSettingCalls } from '../../src/doctor/setting-calls.js'
 import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
 
 let t: TestDatabase

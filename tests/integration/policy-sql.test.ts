@@ -8,7 +8,6 @@ import { randomUUID } from 'node:crypto'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
-  checkRls,
   createTenantPool,
   createTenantRoleSql,
   dropRolePolicySql,
@@ -18,6 +17,7 @@ import {
   tenantPolicySql,
   type TenantColumnType,
 } from '../setup/pg-tenant.js'
+import { checkRls } from '../../src/doctor/index.js'
 import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
 
 let t: TestDatabase

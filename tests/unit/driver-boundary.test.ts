@@ -2,8 +2,8 @@
  * Only src/driver touches node-postgres' internals. A pg minor release can change them (the
  * Connection's writer, its named-statement bookkeeping, the Query class and its handlers, the
  * client's queue and connection), and a reader must be able to tell which files are allowed to:
- * this test fails when any other file under src/ names one of them, and when src/ has an import
- * cycle.
+ * this test fails when any other file under src/ names one of them. (tests/unit/import-graph.test.ts
+ * checks that src/ has no import cycle.)
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -59,32 +59,5 @@ describe('the driver boundary', () => {
     expect(PG_INTERNALS.some(([, pattern]) => pattern.test('client.connection.stream.write(x)'))).toBe(true)
     const driverFiles = sources(DRIVER)
     expect(driverFiles.some((file) => PG_INTERNALS.some(([, pattern]) => pattern.test(code(file))))).toBe(true)
-  })
-})
-
-describe('imports', () => {
-  it('src/ has no import cycle', () => {
-    const graph = new Map<string, string[]>()
-    for (const file of sources(SRC)) {
-      const imports = [...fs.readFileSync(file, 'utf8').matchAll(/^(?:import|export)\s[^'"]*?from\s+'(\.[^']+)'/gm)]
-      graph.set(
-        file,
-        imports.map((m) => path.resolve(path.dirname(file), m[1]!.replace(/\.js$/, '.ts'))),
-      )
-    }
-    const cycles: string[] = []
-    const state = new Map<string, 'visiting' | 'done'>()
-    const visit = (file: string, trail: string[]) => {
-      if (state.get(file) === 'done') return
-      if (state.get(file) === 'visiting') {
-        cycles.push([...trail.slice(trail.indexOf(file)), file].map((f) => path.relative(SRC, f)).join(' → '))
-        return
-      }
-      state.set(file, 'visiting')
-      for (const next of graph.get(file) ?? []) visit(next, [...trail, file])
-      state.set(file, 'done')
-    }
-    for (const file of graph.keys()) visit(file, [])
-    expect(cycles).toEqual([])
   })
 })
