@@ -233,3 +233,18 @@ export interface State {
 /** The backend pid, session user, current user and tenant setting of a fresh statement. */
 export const STATE_SQL = `select pg_backend_pid() as pid, session_user::text as session_user,
   current_user::text as current_user, coalesce(current_setting('app.tenant_id', true), '') as tenant`
+
+/** What CONNECTION_STATE_SQL returns. */
+export interface ConnectionState extends State {
+  /** The statement ran in a transaction of its own: the connection was idle, not inside one. */
+  idle: boolean
+}
+
+/**
+ * STATE_SQL, and whether the connection was idle (outside any transaction) when it was sent, read
+ * on the server and so the same for every pg version: the first statement of a transaction has
+ * `now() = statement_timestamp()`, a statement inside a transaction opened earlier does not. Send
+ * it with no values (the simple protocol: with Parse/Bind/Execute the server takes a new statement
+ * timestamp at Execute), as `pool.query(CONNECTION_STATE_SQL)` does.
+ */
+export const CONNECTION_STATE_SQL = `${STATE_SQL}, now() = statement_timestamp() as idle`

@@ -5,7 +5,13 @@
 import { inject } from 'vitest'
 import { createDatabase, type TestDatabase } from './database.js'
 
-export { STATE_SQL, type State, type TestDatabase } from './database.js'
+export {
+  CONNECTION_STATE_SQL,
+  STATE_SQL,
+  type ConnectionState,
+  type State,
+  type TestDatabase,
+} from './database.js'
 
 export function createTestDatabase(): Promise<TestDatabase> {
   return createDatabase(inject('pgAdminUrl'), inject('pgBouncerPort'), inject('pgBouncerSmallPort'))

@@ -1,7 +1,13 @@
 /**
  * A loopback TCP proxy between a test's pg clients and PostgreSQL that counts the client's
  * round trips: every Sync ('S') of the extended protocol and every simple Query ('Q') ends in one
- * ReadyForQuery, so their sum is the number of round trips, whatever the timing.
+ * ReadyForQuery, so their sum is the number of round trips, whatever the timing. It also records
+ * which statements were parsed (Parse messages: name and text).
+ *
+ * Assert on behaviour read off the wire (round trips, whether a given statement was parsed), never
+ * on the exact order or mix of message types: that is pg's business, and changes between pg
+ * versions (Describe or Flush added, a statement written as Bind+Execute without Parse, ...)
+ * without pg-tenant behaving any differently.
  */
 import net from 'node:net'
 
@@ -9,16 +15,29 @@ export interface WireProxy {
   readonly port: number
   /** Round trips (Sync + Query messages) sent by clients since the last reset. */
   readonly roundTrips: number
-  /** Every frontend message type seen since the last reset, in order (e.g. 'P', 'B', 'E', 'S'). */
+  /**
+   * Every frontend message type seen since the last reset, in order (e.g. 'P', 'B', 'E', 'S'): for
+   * assertion messages only. Its exact sequence is pg's, not a contract (see above).
+   */
   readonly messages: readonly string[]
+  /** Every Parse message since the last reset, in order: statement name ('' if unnamed) and text. */
+  readonly parses: readonly Parsed[]
+  /** How many messages of this type (e.g. 'P') clients sent since the last reset. */
+  count(type: string): number
   reset(): void
   /** Destroys every proxied connection (both sides), as a network failure would. */
   cutAll(): void
   close(): Promise<void>
 }
 
+export interface Parsed {
+  readonly name: string
+  readonly text: string
+}
+
 export async function startWireProxy(targetHost: string, targetPort: number): Promise<WireProxy> {
   let messages: string[] = []
+  let parses: Parsed[] = []
   const sockets = new Set<net.Socket>()
   const server = net.createServer((client) => {
     const upstream = net.connect(targetPort, targetHost)
@@ -50,7 +69,9 @@ export async function startWireProxy(targetHost: string, targetPort: number): Pr
         if (buffered.length < 5) return
         const length = buffered.readInt32BE(1)
         if (buffered.length < length + 1) return
-        messages.push(String.fromCharCode(buffered[0]!))
+        const type = String.fromCharCode(buffered[0]!)
+        messages.push(type)
+        if (type === 'P') parses.push(readParse(buffered.subarray(5, length + 1)))
         buffered = buffered.subarray(length + 1)
       }
     })
@@ -64,8 +85,15 @@ export async function startWireProxy(targetHost: string, targetPort: number): Pr
     get messages() {
       return messages
     },
+    get parses() {
+      return parses
+    },
+    count(type: string) {
+      return messages.filter((m) => m === type).length
+    },
     reset() {
       messages = []
+      parses = []
     },
     cutAll() {
       for (const s of sockets) s.destroy()
@@ -75,4 +103,11 @@ export async function startWireProxy(targetHost: string, targetPort: number): Pr
       return new Promise((resolve) => server.close(() => resolve()))
     },
   }
+}
+
+/** A Parse message's body: the statement name and the query text, both NUL-terminated. */
+function readParse(body: Buffer): Parsed {
+  const nameEnd = body.indexOf(0)
+  const textEnd = body.indexOf(0, nameEnd + 1)
+  return { name: body.toString('utf8', 0, nameEnd), text: body.toString('utf8', nameEnd + 1, textEnd) }
 }
