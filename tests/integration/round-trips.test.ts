@@ -54,14 +54,13 @@ describe('scope transaction (default)', () => {
     const d = db()
     expect(await trips(() => d.runWithTenant('org_1', () => d.query('select * from events')))).toBe(1)
     expect(await trips(() => d.runWithTenant('org_1', () => d.query('select $1::int', [1])))).toBe(1)
-    // The tenant's statement is prepared on the connection by the warm-up, then only bound. Behind
-    // a transaction pooler it may have been refused once (another server connection), after
-    // which this pool parses it unnamed: still one trip.
-    // The tenant statement, the query, deferred triggers fired, the reset, with one Sync.
-    const prepared = ['B', 'E', 'P', 'B', 'D', 'E', 'B', 'E', 'B', 'E', 'S']
-    const unnamed = ['P', 'B', 'E', 'P', 'B', 'D', 'E', 'P', 'B', 'E', 'P', 'B', 'E', 'S']
-    if (target === 'direct') expect(proxy.messages).toEqual(prepared)
-    else expect([prepared, unnamed]).toContainEqual(proxy.messages)
+    // Directly, the tenant's statement is prepared on the connection by the warm-up, then only
+    // bound: the one statement parsed is the caller's. (Behind a transaction pooler it may have
+    // been refused once, on another server connection, after which this pool parses it unnamed:
+    // still one trip, which is the budget.) Which messages pg writes for that is pg's business.
+    if (target === 'direct') {
+      expect(proxy.parses.filter((p) => p.text !== 'select $1::int'), proxy.messages.join('')).toEqual([])
+    }
   })
 
   it('runWithTenant with a role costs 1', async () => {
