@@ -68,7 +68,11 @@ describe('a statement written directly after the prefix', () => {
     const prefix = [{ text: 'select set_config($1, $2, true)', values: ['app.tenant_id', 'org_1'] }]
     const query = new TenantQuery(failingQuery(how), { text: 'select $1::int', values: [1] }, prefix)
     expect(query.submit(conn as never)).toBeNull() // written: pg must not start another query here
-    expect(conn.written).toEqual(['P', 'B', 'E'])
+    // The prefix reached the socket (so the failure left it mid-pipeline: the case under test),
+    // and no Sync followed it: the server must never run the prefix as a transaction of its own.
+    // Which messages the prefix is made of is the driver's business, not asserted.
+    expect(conn.written.length).toBeGreaterThan(0)
+    expect(conn.written).not.toContain('S')
     expect(conn.stream.destroyed).toBe(true)
     await expect(query.done).rejects.toThrow('driver bug')
   })
@@ -78,7 +82,7 @@ describe('a statement written directly after the prefix', () => {
     const prefix = [{ text: 'select set_config($1, $2, true)', values: ['app.tenant_id', 'org_1'] }]
     const query = new TenantQuery(failingQuery('return'), { text: 'select $1', values: [{ a: 1 }] }, prefix)
     expect(query.submit(conn as never)).toBeInstanceOf(Error)
-    expect(conn.written).toEqual([])
+    expect(conn.written).toEqual([]) // nothing at all: the client stays usable
     expect(conn.stream.destroyed).toBe(false)
   })
 })
