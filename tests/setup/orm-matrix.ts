@@ -17,7 +17,7 @@
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest'
 import { createTenantPool, isRlsViolation, type TenantPool } from './pg-tenant.js'
-import { createTestDatabase, STATE_SQL, type State, type TestDatabase } from './fixtures.js'
+import { CONNECTION_STATE_SQL, createTestDatabase, type ConnectionState, type TestDatabase } from './fixtures.js'
 import { PGBOUNCER_SMALL_POOL_SIZE } from './pgbouncer.js'
 
 /** An `events` row as the ORM reads it. */
@@ -398,7 +398,7 @@ export async function expectPoolClean(pool: pg.Pool): Promise<void> {
   try {
     const states = await Promise.all(clients.map(async (client) => readState(client)))
     expect(new Set(states.map((s) => s.pid)).size).toBe(clients.length)
-    expect(states).toEqual(states.map(({ pid }) => ({ pid, sameUser: true, tenant: '', transaction: 'I' })))
+    expect(states).toEqual(states.map(({ pid }) => ({ pid, sameUser: true, tenant: '', idle: true })))
   } finally {
     for (const client of clients) client.release()
   }
@@ -418,10 +418,10 @@ export async function expectBouncerServersClean(url: string, servers: number): P
       client.on('error', () => undefined)
       await client.connect()
     }
-    const states: Array<Omit<CleanState, 'transaction'>> = []
+    const states: Array<Omit<CleanState, 'idle'>> = []
     for (const client of clients) {
       await client.query('begin')
-      const { transaction: _, ...state } = await readState(client)
+      const { idle: _, ...state } = await readState(client)
       states.push(state)
     }
     expect(new Set(states.map((s) => s.pid)).size).toBe(servers)
@@ -439,17 +439,16 @@ interface CleanState {
   pid: number
   sameUser: boolean
   tenant: string
-  /** pg's view of the ReadyForQuery after the read: 'I' idle, 'T' in a transaction, 'E' failed. */
-  transaction: string | null
+  /**
+   * The read was the first statement of its transaction: the connection was not left inside one
+   * (left in a failed one, the read itself fails). Read on the server (CONNECTION_STATE_SQL), not
+   * with pg's `getTransactionStatus()`, which pg has only since 8.21.
+   */
+  idle: boolean
 }
 
 async function readState(client: pg.PoolClient | pg.Client): Promise<CleanState> {
-  const { rows } = await client.query<State>(STATE_SQL)
+  const { rows } = await client.query<ConnectionState>(CONNECTION_STATE_SQL)
   const row = rows[0]!
-  return {
-    pid: row.pid,
-    sameUser: row.current_user === row.session_user,
-    tenant: row.tenant,
-    transaction: (client as unknown as { getTransactionStatus(): string | null }).getTransactionStatus(),
-  }
+  return { pid: row.pid, sameUser: row.current_user === row.session_user, tenant: row.tenant, idle: row.idle }
 }
