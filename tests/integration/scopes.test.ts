@@ -142,7 +142,7 @@ describe('nesting (guarantee 5)', () => {
       return db.withTenant('org_b', () => db.query('select 1')).catch((e: unknown) => e)
     })
     expect(result).toBeInstanceOf(TenantMismatchError)
-    expect(() => db.runWithTenant('org_b', () => 1)).not.toThrow()
+    expect(db.runWithTenant('org_b', () => 1)).toBe(1) // outside the scope: org_b is fine
     await db.runWithTenant('org_a', () =>
       expect(db.withTenant('org_b', () => 1)).rejects.toBeInstanceOf(TenantMismatchError),
     )
@@ -150,18 +150,25 @@ describe('nesting (guarantee 5)', () => {
 
   it('nests transactions as savepoints: an inner rollback keeps the outer work and tenant', async () => {
     const db = createTenantPool(t.pool({ max: 1 }))
+    let innerSaw: unknown
+    let innerErr: unknown
     const seen = await db.withTenant('org_sp', async () => {
       await db.query(`insert into events (kind) values ('sp-outer')`)
-      await db
+      innerErr = await db
         .transaction(async () => {
           await db.query(`insert into events (kind) values ('sp-inner')`)
           await db.transaction(() => db.query(`insert into events (kind) values ('sp-inner-inner')`))
+          innerSaw = (await db.query<{ kind: string }>(`select kind from events where kind like 'sp-inner%' order by kind`)).rows
           throw new Error('undo the inner transaction')
         })
-        .catch(() => undefined)
+        .catch((e: unknown) => e)
       await db.transaction(() => db.query(`insert into events (kind) values ('sp-kept')`))
       return (await db.query<{ tenant: string }>(STATE_SQL)).rows[0]!.tenant
     })
+    // The inner transactions ran (their rows were there) and the outer one failed with the
+    // callback's own error: the zero counts below are a rollback, not inserts that never ran.
+    expect(innerSaw).toEqual([{ kind: 'sp-inner' }, { kind: 'sp-inner-inner' }])
+    expect((innerErr as Error).message).toBe('undo the inner transaction')
     expect(seen).toBe('org_sp')
     expect(await countKind('sp-outer')).toBe(1)
     expect(await countKind('sp-inner')).toBe(0)
@@ -171,15 +178,20 @@ describe('nesting (guarantee 5)', () => {
 
   it('runs db.transaction under runWithTenant as its own atomic scope', async () => {
     const db = createTenantPool(t.pool({ max: 2 }))
+    let inserted: unknown
+    let failure: unknown
     await db.runWithTenant('org_rt', async () => {
-      await db
+      failure = await db
         .transaction(async () => {
-          await db.query(`insert into events (kind) values ('rt-rolled-back')`)
+          inserted = (await db.query(`insert into events (kind) values ('rt-rolled-back') returning org_id`)).rows
           throw new Error('no')
         })
-        .catch(() => undefined)
+        .catch((e: unknown) => e)
       await db.transaction(() => db.query(`insert into events (kind) values ('rt-committed')`))
     })
+    // The insert ran, as the tenant, and the transaction failed with the callback's own error.
+    expect(inserted).toEqual([{ org_id: 'org_rt' }])
+    expect((failure as Error).message).toBe('no')
     expect(await countKind('rt-rolled-back')).toBe(0)
     expect(await countKind('rt-committed')).toBe(1)
   })
