@@ -79,8 +79,11 @@ describe('the reset clears what user SQL leaves at session level', () => {
 
   it('a SET ROLE sent as a query inside a transaction scope does not outlive it', async () => {
     const db = poolOfOne({})
+    const before = await idle(db)
     await leaveRole(db)
     const after = await idle(db)
+    // The same backend: cleared by the reset, not clean because the client was replaced.
+    expect(after.pid).toBe(before.pid)
     expect(after.current_user).toBe(after.session_user)
   })
 })
@@ -116,7 +119,7 @@ describe('verifyRelease: true', () => {
     await db.withTenant({ id: 'org_3', role: t.roles.sales[1]!, settings: { 'app.user_id': 'u_1' } }, () =>
       db.query('select 1'),
     )
-    await db.withTenant('org_4', () => db.query('select 1/0')).catch(() => undefined)
+    await expect(db.withTenant('org_4', () => db.query('select 1/0'))).rejects.toMatchObject({ code: '22012' })
     const after = await idle(db)
     expect(after.pid).toBe(before.pid)
     // Six scopes took a client (the two idle() calls included); each was checked, none dirty.
