@@ -14,6 +14,7 @@ import {
   InvalidQueryError,
   ReleaseError,
   ScopeClosedError,
+  TenantMismatchError,
   type DestroyMessage,
   type TenantPool,
 } from '../setup/pg-tenant.js'
@@ -127,7 +128,8 @@ describe.each([
     const pool = poolOf(1)
     const db = createTenantPool(pool, { roles: t.roles.sales })
     const sales = t.roles.sales[0]!
-    const during = await withClient(db, 'org_a', async (client) => {
+    const before = await idle(pool)
+    const { during, inTransaction } = await withClient(db, 'org_a', async (client) => {
       const seen: State[] = []
       await client.query(`set role ${sales}`)
       seen.push(await state(client))
@@ -138,13 +140,18 @@ describe.each([
       await client.query('BEGIN')
       await client.query(`set role ${sales}`)
       await client.query(`select leave_tenant('org_evil')`)
+      const dirty = await state(client)
       await client.query('COMMIT')
       seen.push(await state(client))
-      return seen
+      return { during: seen, inTransaction: dirty }
     })
+    // The dirt is real: inside the caller's transaction it is there, until COMMIT.
+    expect(inTransaction).toMatchObject({ tenant: 'org_evil', current_user: sales })
     // Each autocommit statement ran with the tenant and nothing else: what the one before left is gone.
     for (const s of during) expect(s).toMatchObject({ tenant: 'org_a', current_user: t.appRole })
     const after = await idle(pool)
+    // Directly, the same backend: cleared, not replaced (behind PgBouncer any server connection).
+    if (direct) expect(after.pid).toBe(before.pid)
     expect(after.tenant).toBe('')
     expect(after.current_user).toBe(t.appRole)
   })
@@ -296,7 +303,13 @@ describe('the client', () => {
   })
 
   it('refuses a client inside a scope of another tenant, and fails closed with none bound', async () => {
-    const db = createTenantPool(t.pool({ max: 1 }))
+    const pool = t.countingPool(1)
+    const db = createTenantPool(pool)
+    const inOther = await db
+      .withTenant('org_a', () => db.runWithTenant('org_b', () => db.pool.connect()))
+      .catch((e: unknown) => e)
+    expect(inOther).toBeInstanceOf(TenantMismatchError)
     await expect(db.pool.connect()).rejects.toMatchObject({ code: 'TENANT_REQUIRED' })
+    expect(pool.checkouts).toBe(0)
   })
 })
