@@ -162,6 +162,11 @@ describe('channels', () => {
 
   it('publishes nothing once unsubscribed', async () => {
     const db = createTenantPool(t.pool({ max: 1 }))
+    subscribe()
+    await db.withTenant('org_loud', () => db.query('select 1'))
+    expect(seen.length).toBeGreaterThan(0) // the same scope is heard while subscribed
+    unsubscribe()
+    seen.length = 0
     await db.withTenant('org_quiet', () => db.query('select 1'))
     expect(seen).toEqual([])
     for (const channel of Object.values(diagnosticsChannels)) {
