@@ -189,7 +189,6 @@ describe('tenantPlugin', () => {
     let foreign = 0
     let seen = 0
     const writes = new Map(TENANTS.map((id) => [id, 2]))
-    const allPhases = { onRequest: 0, preParsing: 0, preValidation: 0, preHandler: 0 }
     for (const r of results) {
       expect(r.status, JSON.stringify(r.body)).toBe(200)
       expect(r.body.tenant).toBe(r.tenant)
@@ -201,7 +200,6 @@ describe('tenantPlugin', () => {
         preValidation: r.tenant,
         preHandler: r.tenant,
       })
-      for (const p of Object.keys(allPhases) as Array<keyof typeof allPhases>) allPhases[p]++
       if (r.write) {
         writes.set(r.tenant, writes.get(r.tenant)! + 1)
         expect(r.body.body).toEqual({ kind, payload: r.tenant })
@@ -215,8 +213,8 @@ describe('tenantPlugin', () => {
     }
     expect(foreign).toBe(0)
     expect(seen).toBeGreaterThan(280 * 2)
-    expect(writes.get('org_a')! + writes.get('org_b')! + writes.get('org_c')! + writes.get('org_d')!).toBe(148)
 
+    // Past RLS, as superuser: each tenant holds exactly the rows its requests wrote.
     const { rows } = await t.admin<{ org_id: string; n: string; wrong: string }>(
       `select org_id, count(*) n, count(*) filter (where org_id <> payload) wrong
          from events where kind = $1 group by org_id order by org_id`,
