@@ -201,6 +201,8 @@ describe('a broken schema yields each finding by code', () => {
 
   it('lists errors before warnings, each with a fix', () => {
     const firstWarning = findings.findIndex((f) => f.severity === 'warning')
+    // There are errors (before) and warnings (from firstWarning on): the order is really tested.
+    expect(firstWarning).toBeGreaterThan(0)
     expect(findings.slice(firstWarning).every((f) => f.severity === 'warning')).toBe(true)
     for (const f of findings) {
       expect(f.message.length).toBeGreaterThan(20)
