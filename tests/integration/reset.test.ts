@@ -20,6 +20,9 @@ import { createTestDatabase, STATE_SQL, type State, type TestDatabase } from '..
 let t: TestDatabase
 beforeAll(async () => {
   t = await createTestDatabase()
+  // The salespeople may write children too, so that a role tenant's deferred-constraint COMMIT
+  // really fails on the constraint (without it, their insert failed first, with 42501).
+  await t.admin(`grant select, insert on children to ${t.roles.group}; grant usage on sequence children_id_seq to ${t.roles.group}`)
 })
 afterAll(() => t.drop())
 
@@ -40,41 +43,48 @@ describe.each<ScopeMode>(['transaction', 'session'])('scope %s, pool of 1', (sco
     ['a role with an id', { id: 'org_reset', role: t.roles.sales[0]! }],
   ]
 
-  const endings: Array<[string, (db: ReturnType<typeof createTenantPool>) => Promise<unknown>]> = [
-    ['returns', (db) => db.query('select 1')],
+  // Each ending, and how the scope settles with it (undefined: either way, the case is the state
+  // after). Checking the outcome shows the ending really happened, e.g. that the COMMIT did fail.
+  type Outcome = { status: 'fulfilled' } | { status: 'rejected'; reason: object }
+  const endings: Array<[string, (db: ReturnType<typeof createTenantPool>) => Promise<unknown>, Outcome | undefined]> = [
+    ['returns', (db) => db.query('select 1'), { status: 'fulfilled' }],
     [
       'throws',
       async (db) => {
         await db.query('select 1')
         throw new Error('boom')
       },
+      { status: 'rejected', reason: { message: 'boom' } },
     ],
-    ['has a SQL error', (db) => db.query('select 1/0')],
+    ['has a SQL error', (db) => db.query('select 1/0'), { status: 'rejected', reason: { code: '22012' } }],
     [
       'catches a SQL error and returns',
       async (db) => {
         await db.query('select 1/0').catch(() => undefined)
       },
+      undefined,
     ],
     [
       'fails its COMMIT on a deferred constraint',
       (db) => db.transaction(() => db.query('insert into children (parent_id) values (999)')),
+      { status: 'rejected', reason: { code: '23503' } },
     ],
   ]
 
   for (const [tenantName] of [['an id'], ['a role with an id']] as const) {
-    for (const [ending, body] of endings) {
+    for (const [ending, body, expected] of endings) {
       it(`leaves the same connection clean when a scope for ${tenantName} ${ending}`, async () => {
         const tenant = tenants().find(([n]) => n === tenantName)![1]
         const db = createTenantPool(t.pool({ max: 1 }), { scope, roles: t.roles.sales })
         const before = await idleState(db)
         let inside: State | undefined
-        await db
-          .withTenant(tenant, async () => {
+        const [outcome] = await Promise.allSettled([
+          db.withTenant(tenant, async () => {
             inside = (await db.query<State>(STATE_SQL)).rows[0]
             return body(db)
-          })
-          .catch(() => undefined)
+          }),
+        ])
+        if (expected !== undefined) expect(outcome).toMatchObject(expected)
         // The tenant really was applied inside, so "clean after" is not vacuous.
         expect(inside?.tenant).toBe('org_reset')
         if (typeof tenant === 'object') expect(inside?.current_user).toBe(t.roles.sales[0])
