@@ -20,16 +20,19 @@ describe.each<ScopeMode>(['transaction', 'session'])('scope %s', (scope) => {
   it('a callback that swallows a terminated backend and returns', async () => {
     const db = createTenantPool(t.pool({ max: 1 }), { scope })
     const kind = `lost-terminated-${scope}`
+    let swallowed: unknown
     const outcome = await db
       .withTenant('org_lost', async () => {
         await db.query('insert into events (kind) values ($1)', [kind])
         const { rows } = await db.query<{ pid: number }>('select pg_backend_pid() as pid')
         await t.admin('select pg_terminate_backend($1)', [rows[0]!.pid])
         await new Promise((r) => setTimeout(r, 50))
-        await db.query('select 1').catch(() => undefined)
+        swallowed = await db.query('select 1').then(() => 'the query succeeded', (e: unknown) => e)
         return 'looks fine'
       })
       .catch((e: unknown) => e)
+    // The connection really was lost: what the callback swallowed was an error.
+    expect(swallowed).toBeInstanceOf(Error)
     const stored = await rowsOf(kind)
     if (scope === 'transaction') {
       // Never committed: the caller must not be told otherwise.
@@ -45,13 +48,17 @@ describe.each<ScopeMode>(['transaction', 'session'])('scope %s', (scope) => {
   it('a callback that swallows a query_timeout and returns', async () => {
     const db = createTenantPool(t.pool({ max: 1 }), { scope })
     const kind = `lost-timeout-${scope}`
+    let swallowed: unknown
     const outcome = await db
       .withTenant('org_lost', async () => {
         await db.query('insert into events (kind) values ($1)', [kind])
-        await db.query({ text: 'select pg_sleep(1)', query_timeout: 50 }).catch(() => undefined)
+        swallowed = await db
+          .query({ text: 'select pg_sleep(1)', query_timeout: 50 })
+          .then(() => 'the query succeeded', (e: unknown) => e)
         return 'looks fine'
       })
       .catch((e: unknown) => e)
+    expect((swallowed as Error).message).toMatch(/timeout/i) // the timeout really fired
     const stored = await rowsOf(kind)
     if (scope === 'transaction') {
       expect(stored).toEqual([])
