@@ -81,7 +81,10 @@ describe('errors', () => {
   it('a named statement whose first run failed in the prefix is parsed again next time', async () => {
     const db = createTenantPool(t.pool({ max: 1 }), { roles: [t.roles.notGranted, t.roles.sales[0]!] })
     const named = { name: 'pgt_after_prefix_error', text: 'select $1::int as n', values: [1] }
-    await db.runWithTenant({ role: t.roles.notGranted }, () => db.query(named)).catch(() => undefined)
+    // The first run fails in the prefix (the role switch), before the named statement ran.
+    await expect(db.runWithTenant({ role: t.roles.notGranted }, () => db.query(named))).rejects.toBeInstanceOf(
+      RoleSwitchError,
+    )
     const { rows } = await db.runWithTenant({ role: t.roles.sales[0]! }, () => db.query(named))
     expect(rows).toEqual([{ n: 1 }])
   })
