@@ -2,9 +2,9 @@
  * Guarantee 1: many concurrent scopes over a few tenants on a small pool never see or write
  * another tenant's rows, in both scope kinds and in both seed models.
  */
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createTenantPool, type ScopeMode } from '../setup/pg-tenant.js'
-import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
+import { createTestDatabase, NEEDS_PGBOUNCER, pgBouncerAvailable, type TestDatabase } from '../setup/fixtures.js'
 
 let t: TestDatabase
 beforeAll(async () => {
@@ -17,8 +17,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 // Direct, and through PgBouncer in transaction pooling mode where it runs (scope 'session' needs
 // session pooling, so behind PgBouncer only scope 'transaction' is exercised).
-// Where PgBouncer is not installed those tests are reported as skipped; CI requires it.
-const bouncer = inject('pgBouncerPort') !== 0
+// Where PgBouncer is not installed those tests are skipped and listed at the end; CI requires it.
+const bouncer = pgBouncerAvailable()
 const targets: Array<[string, ScopeMode, () => string | undefined, boolean]> = [
   ['direct', 'transaction', () => t.appUrl, true],
   ['direct', 'session', () => t.appUrl, true],
@@ -26,7 +26,7 @@ const targets: Array<[string, ScopeMode, () => string | undefined, boolean]> = [
 ]
 
 describe.each(targets)('%s, scope %s', (target, scope, url, available) => {
-  if (!available) return it.skip('needs PgBouncer (installed by .ci/run)')
+  if (!available) return it.skip(NEEDS_PGBOUNCER)
 
   it('runs 240 concurrent scopes over 8 tenants on a pool of 3 with zero foreign rows', async () => {
     const db = createTenantPool(t.pool({ connectionString: url(), max: 3 }), { scope })

@@ -7,7 +7,7 @@
 import diagnostics from 'node:diagnostics_channel'
 import pg from 'pg'
 import Cursor from 'pg-cursor'
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   createTenantPool,
   diagnosticsChannels,
@@ -18,7 +18,14 @@ import {
   type DestroyMessage,
   type TenantPool,
 } from '../setup/pg-tenant.js'
-import { createTestDatabase, STATE_SQL, type State, type TestDatabase } from '../setup/fixtures.js'
+import {
+  createTestDatabase,
+  NEEDS_PGBOUNCER,
+  pgBouncerAvailable,
+  STATE_SQL,
+  type State,
+  type TestDatabase,
+} from '../setup/fixtures.js'
 
 let t: TestDatabase
 beforeAll(async () => {
@@ -51,9 +58,9 @@ async function withClient<T>(db: TenantPool<pg.Pool>, tenant: string, fn: (clien
 
 describe.each([
   ['direct', () => t.appUrl, true],
-  ['through PgBouncer (transaction pooling)', () => t.bouncerUrl, inject('pgBouncerPort') !== 0],
+  ['through PgBouncer (transaction pooling)', () => t.bouncerUrl, pgBouncerAvailable()],
 ] as const)('%s', (target, url, available) => {
-  if (!available) return it.skip('needs PgBouncer (installed by .ci/run)')
+  if (!available) return it.skip(NEEDS_PGBOUNCER)
   const direct = target === 'direct'
   // Rows of the two targets live in one database: each names its own kinds.
   const kind = (name: string) => `${name}-${direct ? 'direct' : 'bouncer'}`

@@ -5,9 +5,9 @@
  */
 import { Kysely, PostgresDialect, type Generated } from 'kysely'
 import pg from 'pg'
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createTenantPool } from '../../src/index.js'
-import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
+import { createTestDatabase, NEEDS_PGBOUNCER, pgBouncerAvailable, type TestDatabase } from '../setup/fixtures.js'
 import { startWireProxy, type WireProxy } from '../setup/wire-proxy.js'
 
 let t: TestDatabase
@@ -16,12 +16,12 @@ beforeAll(async () => {
 })
 afterAll(() => t.drop())
 
-// Where PgBouncer is not installed those tests are reported as skipped; CI requires it.
+// Where PgBouncer is not installed those tests are skipped and listed at the end; CI requires it.
 describe.each([
   ['direct', () => t.appUrl, true],
-  ['through PgBouncer (transaction pooling)', () => t.bouncerUrl, inject('pgBouncerPort') !== 0],
+  ['through PgBouncer (transaction pooling)', () => t.bouncerUrl, pgBouncerAvailable()],
 ] as const)('%s', (target, targetUrl, available) => {
-if (!available) return it.skip('needs PgBouncer (installed by .ci/run)')
+if (!available) return it.skip(NEEDS_PGBOUNCER)
 let proxy: WireProxy
 let pool: pg.Pool
 beforeAll(async () => {

@@ -4,10 +4,10 @@
  * moving a session, but it detects it (the backend that answers the RESET is not the one that took
  * the settings), destroys the client, raises SessionPoolingError and refuses later session scopes.
  */
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createTenantPool as createUnchecked } from '../../src/index.js'
 import { createTenantPool, SessionPoolingError } from '../setup/pg-tenant.js'
-import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
+import { createTestDatabase, NEEDS_PGBOUNCER, pgBouncerAvailable, type TestDatabase } from '../setup/fixtures.js'
 
 let t: TestDatabase
 beforeAll(async () => {
@@ -15,7 +15,8 @@ beforeAll(async () => {
 })
 afterAll(() => t.drop())
 
-describe.skipIf(inject('pgBouncerPort') === 0)('scope session through PgBouncer (transaction pooling)', () => {
+describe('scope session through PgBouncer (transaction pooling)', () => {
+  if (!pgBouncerAvailable()) return it.skip(NEEDS_PGBOUNCER)
   it('is detected, reported with SessionPoolingError, and refused afterwards', async () => {
     // Not through tests/setup/pg-tenant.ts: here the release canary may rightly find dirty clients
     // (a check that lands on a server connection still holding another scope's session settings).

@@ -10,7 +10,7 @@ import pg from 'pg'
 import type { TestProject } from 'vitest/node'
 import { generatePrismaClient } from '../../scripts/prisma-generate.mjs'
 import { startEmbeddedPostgres } from './embedded.js'
-import { findPgBouncer, PGBOUNCER_SMALL_POOL_SIZE, startPgBouncer } from './pgbouncer.js'
+import { findPgBouncer, NEEDS_PGBOUNCER, PGBOUNCER_SMALL_POOL_SIZE, startPgBouncer } from './pgbouncer.js'
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -23,6 +23,8 @@ declare module 'vitest' {
      * and handed out in turn, so that consecutive transactions change backends; or 0.
      */
     pgBouncerSmallPort: number
+    /** PG_TENANT_REQUIRE_PGBOUNCER=1 (.ci/run): a PgBouncer test may not be skipped. */
+    pgBouncerRequired: boolean
   }
 }
 
@@ -45,11 +47,18 @@ export default async function setup(project: TestProject): Promise<() => Promise
     throw new Error(`PG_TENANT_PG_MAJOR=${wanted} but the server is PostgreSQL ${version.text}`)
   }
   // PgBouncer: .ci/run installs it and sets PG_TENANT_REQUIRE_PGBOUNCER=1, so CI cannot pass
-  // without the PgBouncer tests. Elsewhere those tests are reported as skipped.
+  // without the PgBouncer tests: here the run stops if it is missing, a test file that would skip
+  // them fails (pgBouncerAvailable in fixtures.ts), and the teardown fails the run if a test that
+  // names PgBouncer was skipped all the same. Elsewhere those tests are skipped, announced here and
+  // listed by name at the end of the run.
+  const required = process.env.PG_TENANT_REQUIRE_PGBOUNCER === '1'
   const binary = findPgBouncer()
-  if (!binary && process.env.PG_TENANT_REQUIRE_PGBOUNCER === '1') {
+  if (!binary && required) {
     await server.stop()
     throw new Error('PG_TENANT_REQUIRE_PGBOUNCER=1 but pgbouncer is not installed')
+  }
+  if (!binary) {
+    console.log('pg-tenant tests: PgBouncer is not installed: the tests through it are SKIPPED (listed at the end)')
   }
   const [bouncer, smallBouncer] = binary
     ? await Promise.all([
@@ -59,9 +68,41 @@ export default async function setup(project: TestProject): Promise<() => Promise
     : []
   project.provide('pgBouncerPort', bouncer?.port ?? 0)
   project.provide('pgBouncerSmallPort', smallBouncer?.port ?? 0)
+  project.provide('pgBouncerRequired', required)
   return async () => {
     await Promise.all([bouncer?.stop(), smallBouncer?.stop()])
     await server.stop()
+    reportSkippedPgBouncerTests(project, required, binary !== undefined)
+  }
+}
+
+/**
+ * After the run: every skipped test that is about PgBouncer, by file and name. Where PgBouncer is
+ * required, any such test fails the run (the exit code), whatever skipped it.
+ */
+function reportSkippedPgBouncerTests(project: TestProject, required: boolean, installed: boolean): void {
+  let skipped: string[]
+  try {
+    // vitest.state is marked experimental: if it ever goes, say so rather than fail the run.
+    skipped = project.vitest.state.getTestModules().flatMap((module) =>
+      [...module.children.allTests()]
+        .filter((test) => test.result().state === 'skipped')
+        .filter((test) => test.name === NEEDS_PGBOUNCER || /pgbouncer/i.test(test.fullName))
+        .map((test) => `${module.relativeModuleId} > ${test.fullName}`),
+    )
+  } catch (err) {
+    console.log(`pg-tenant tests: could not list the skipped PgBouncer tests (${String(err)})`)
+    if (required) process.exitCode = 1
+    return
+  }
+  if (skipped.length === 0) return
+  const list = skipped.map((name) => `  - ${name}`).join('\n')
+  if (required) {
+    console.error(`pg-tenant tests: PG_TENANT_REQUIRE_PGBOUNCER=1, yet ${skipped.length} PgBouncer test(s) were skipped:\n${list}`)
+    process.exitCode = 1
+  } else {
+    const why = installed ? '' : ' (PgBouncer is not installed)'
+    console.log(`pg-tenant tests: ${skipped.length} PgBouncer test(s) SKIPPED${why}:\n${list}`)
   }
 }
 

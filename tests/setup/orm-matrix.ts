@@ -6,7 +6,8 @@
  * - direct: a pg.Pool of the login role on the server;
  * - through PgBouncer in transaction mode with a server pool of 2 (PGBOUNCER_SMALL_POOL_SIZE), so
  *   that the pool's clients share backends: nothing a tenant leaves at session level may survive
- *   there. Skipped where PgBouncer is not installed; CI requires it (PG_TENANT_REQUIRE_PGBOUNCER).
+ *   there. Skipped (and listed at the end of the run) where PgBouncer is not installed; CI requires
+ *   it (PG_TENANT_REQUIRE_PGBOUNCER).
  *
  * For each: reads and writes scoped to the tenant, a transaction that commits, one that throws and
  * leaves no row, transactions with an isolation level (the server must report both the level and
@@ -15,9 +16,16 @@
  * server connection clean afterwards.
  */
 import pg from 'pg'
-import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { createTenantPool, isRlsViolation, type TenantPool } from './pg-tenant.js'
-import { CONNECTION_STATE_SQL, createTestDatabase, type ConnectionState, type TestDatabase } from './fixtures.js'
+import {
+  CONNECTION_STATE_SQL,
+  createTestDatabase,
+  NEEDS_PGBOUNCER,
+  pgBouncerAvailable,
+  type ConnectionState,
+  type TestDatabase,
+} from './fixtures.js'
 import { PGBOUNCER_SMALL_POOL_SIZE } from './pgbouncer.js'
 
 /** An `events` row as the ORM reads it. */
@@ -112,10 +120,10 @@ export function describeOrmMatrix(orm: OrmCase): void {
       key: 'bouncer',
       max: 8, // more clients than server connections: they share backends
       url: () => t.bouncerSmallUrl!,
-      available: inject('pgBouncerSmallPort') !== 0,
+      available: pgBouncerAvailable('pgBouncerSmallPort'),
     },
   ])(`${orm.name} $target`, ({ key, max, url, available }) => {
-    if (!available) return it.skip('needs PgBouncer (installed by .ci/run)')
+    if (!available) return it.skip(NEEDS_PGBOUNCER)
 
     interface Instance {
       pool: pg.Pool
