@@ -23,11 +23,13 @@ const events = pgTable('events', {
 })
 
 let t: TestDatabase
+let raw: pg.Pool
 let db: TenantPool<pg.Pool>
 let kysely: Kysely<DB>
 beforeAll(async () => {
   t = await createTestDatabase()
-  db = createTenantPool(t.pool({ max: 4 }))
+  raw = t.pool({ max: 4 })
+  db = createTenantPool(raw)
   kysely = new Kysely<DB>({ dialect: new PostgresDialect({ pool: db.pool }) })
 })
 afterAll(async () => {
@@ -44,9 +46,14 @@ describe('db.pool', () => {
     const listener = () => undefined
     expect(db.pool.on('connect', listener)).toBe(db.pool)
     db.pool.off('connect', listener)
-    expect(typeof db.pool.totalCount).toBe('number')
-    expect(typeof db.pool.idleCount).toBe('number')
-    expect(db.pool.waitingCount).toBe(0)
+    await db.runWithTenant('org_p', () => db.query('select 1')) // the wrapped pool opens a client
+    await new Promise((r) => setTimeout(r, 20)) // and takes it back
+    expect(raw.totalCount).toBeGreaterThan(0)
+    expect([db.pool.totalCount, db.pool.idleCount, db.pool.waitingCount]).toEqual([
+      raw.totalCount,
+      raw.idleCount,
+      raw.waitingCount,
+    ])
   })
 
   it('query in promise and callback forms is db.query', async () => {
