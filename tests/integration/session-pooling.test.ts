@@ -55,5 +55,8 @@ describe('scope session on a direct connection', () => {
         }),
       ),
     )
+    // Every scope resolved (no SessionPoolingError); every client was reset, checked and kept.
+    expect(db.stats()).toMatchObject({ released: 40, destroyed: 0, verified: 40, dirty: 0 })
+    await expect(db.withTenant('org_1', () => db.query('select 1'))).resolves.toMatchObject({ rowCount: 1 })
   })
 })
