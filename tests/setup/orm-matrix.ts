@@ -444,12 +444,20 @@ interface CleanState {
 }
 
 async function readState(client: pg.PoolClient | pg.Client): Promise<CleanState> {
+  // pg >= 8.21 keeps the status of the last ReadyForQuery (`getTransactionStatus()`); older pg, down
+  // to the floor of peerDependencies.pg, does not: there it is read from the ReadyForQuery that
+  // answers the read, on the client's connection.
+  const own = (client as unknown as { getTransactionStatus?: () => string | null }).getTransactionStatus
+  let answered: string | null = null
+  const connection = (client as unknown as { connection: { once(e: string, l: (m?: { status?: string }) => void): void } })
+    .connection
+  if (typeof own !== 'function') connection.once('readyForQuery', (msg) => (answered = msg?.status ?? null))
   const { rows } = await client.query<State>(STATE_SQL)
   const row = rows[0]!
   return {
     pid: row.pid,
     sameUser: row.current_user === row.session_user,
     tenant: row.tenant,
-    transaction: (client as unknown as { getTransactionStatus(): string | null }).getTransactionStatus(),
+    transaction: typeof own === 'function' ? own.call(client) : answered,
   }
 }
