@@ -4,7 +4,7 @@
 import { currentBinding, runBound, type Binding } from './context.js'
 import { PoolMonitor, type TenantPoolStats } from './observe/diagnostics.js'
 import type { Finding, PoolDoctorOptions } from './doctor/types.js'
-import type { PgPoolLike, QueryConfigLike, QueryResultLike, Row } from './driver/index.js'
+import { checkPool, type PgPoolLike, type QueryConfigLike, type QueryResultLike, type Row } from './driver/index.js'
 import { PoolClient, ScopeClient, type TenantClient } from './facade/clients.js'
 import { createPoolFacade } from './facade/pool-facade.js'
 import {
@@ -56,6 +56,8 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
       throw new InvalidOptionsError('createTenantPool needs a pg.Pool (or an object with connect())')
     }
     const parsed = parsePoolOptions(options)
+    // A pg the driver cannot drive is refused now, with the reason, never run into a wrong result.
+    checkPool(pool)
     if (!parsed.prepareTenantStatement) this.#state.preparePrefix = false
     this.#pool = pool
     this.#mode = parsed.scope

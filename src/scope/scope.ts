@@ -21,6 +21,7 @@
  */
 import { AsyncResource } from 'node:async_hooks'
 import {
+  checkClient,
   checkout,
   checkoutWith,
   guardSubmittable,
@@ -573,10 +574,11 @@ export class Scope {
   #adopt(client: PgClientLike): Error | undefined {
     this.#trace.pid = pidOf(client)
     this.#queryClass = queryClassOf(client)
-    if (this.#queryClass !== undefined) return undefined
+    const unsupported = this.#queryClass === undefined ? "the client has no pg Query class" : checkClient(client)
+    if (unsupported === undefined) return undefined
     client.removeListener('error', this.#onError)
     client.release()
-    return new InvalidOptionsError("pg-tenant needs node-postgres' JavaScript client (pg 8.x, not pg-native or pipeline mode)")
+    return new InvalidOptionsError(`pg-tenant cannot drive this client: ${unsupported}`)
   }
 
   #startForwarding(client: PgClientLike): void {

@@ -91,3 +91,26 @@ it('keeps the doctor out of the core bundles: only dist/doctor.* (and the CLI) h
   expect(code('index.cjs')).toMatch(/Promise\.resolve\(\)\.then\(\(\) => _interopRequireWildcard\(require\("\.\/doctor\.cjs"\)\)\)/)
   expect(code('index.cjs').match(/require\("\.\/doctor\.cjs"\)/g)).toHaveLength(1)
 })
+
+it('refuses a pg it cannot drive from both builds, naming its version', async () => {
+  const script = (load: string) => `
+    ${load}
+    try { createTenantPool(new Old.Pool()); console.log('accepted') }
+    catch (e) { console.log(e.code + ': ' + e.message) }`
+  const run = async (args: string[]) => (await promisify(execFile)(process.execPath, args, { cwd: root })).stdout.trim()
+  const cjs = await run(['-e', script(`const { createTenantPool } = require('pg-tenant'); const Old = require('pg-8-4-0')`)])
+  const esm = await run([
+    '--input-type=module',
+    '-e',
+    script(`import { createTenantPool } from 'pg-tenant'; import Old from 'pg-8-4-0'`),
+  ])
+  for (const out of [cjs, esm]) {
+    expect(out).toMatch(/^INVALID_OPTIONS: pg-tenant cannot drive pg 8\.4\.0: its Query writes a statement as parse, bind, describe, execute, flush/)
+  }
+})
+
+it('builds CommonJS without import.meta, which would not parse there', () => {
+  const cjs = fs.readdirSync(path.join(root, 'dist')).filter((file) => file.endsWith('.cjs'))
+  expect(cjs.length).toBeGreaterThan(4)
+  for (const file of cjs) expect(fs.readFileSync(path.join(root, 'dist', file), 'utf8'), file).not.toContain('import.meta')
+})
