@@ -18,6 +18,8 @@ export type TenantPoolErrorCode =
   | 'SESSION_POOLING_REQUIRED'
   | 'INVALID_IDENTIFIER'
   | 'RELEASE_FAILED'
+  | 'INTERNAL_ERROR'
+  | 'TENANT_RESOLVE_FAILED'
 
 // The package may be loaded twice in one process (its ESM and its CJS build, or a subpath entry
 // that carries its own copy of this module). `instanceof` must still hold across those copies, so
@@ -239,8 +241,9 @@ export class TransactionAbortedError extends TenantPoolError {
   static override readonly code = 'TRANSACTION_ABORTED' as const
   constructor(
     message = 'the transaction was aborted by an earlier error and has been rolled back',
+    options: { cause?: unknown } = {},
   ) {
-    super('TRANSACTION_ABORTED', message)
+    super('TRANSACTION_ABORTED', message, options)
   }
 }
 
@@ -305,5 +308,46 @@ export class ReleaseError extends TenantPoolError {
       cause,
     })
     this.reason = reason
+  }
+}
+
+/**
+ * Something that cannot happen did: a bug in pg-tenant (or a pg look-alike that broke its
+ * contract, such as a pool that handed out no client). The connection involved is never reused.
+ * Please report it, with `cause` when there is one.
+ *
+ * @example
+ * ```ts
+ * try { await db.query('select 1') } catch (err) {
+ *   if (err instanceof InternalError) console.error('pg-tenant bug, please report', err)
+ * }
+ * ```
+ */
+export class InternalError extends TenantPoolError {
+  static override readonly code = 'INTERNAL_ERROR' as const
+  constructor(message: string, cause?: unknown) {
+    super('INTERNAL_ERROR', `pg-tenant: ${message}`, { cause })
+  }
+}
+
+/** `value` if it is an Error, else an InternalError that carries it as `cause`. */
+export function asError(value: unknown, what = 'a non-Error value was thrown'): Error {
+  return value instanceof Error ? value : new InternalError(`${what}: ${String(value)}`, value)
+}
+
+/**
+ * An adapter's `resolve(req)` threw (or rejected with) a value that is no error at all, such as
+ * `undefined`: the request ends with this error (500) instead of going on as if nothing failed.
+ * What the resolver threw is its `cause`. Errors a resolver throws are passed on unchanged.
+ *
+ * @example
+ * ```ts
+ * app.use(tenantMiddleware(db, { resolve: () => { throw undefined } })) // next(TenantResolveError)
+ * ```
+ */
+export class TenantResolveError extends TenantPoolError {
+  static override readonly code = 'TENANT_RESOLVE_FAILED' as const
+  constructor(thrown: unknown) {
+    super('TENANT_RESOLVE_FAILED', `the tenant resolver failed with ${String(thrown)}`, { cause: thrown })
   }
 }

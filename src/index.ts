@@ -26,6 +26,8 @@ export {
   SessionPoolingError,
   InvalidIdentifierError,
   ReleaseError,
+  InternalError,
+  TenantResolveError,
 } from './errors.js'
 export type { TenantPoolErrorCode } from './errors.js'
 export { isRlsViolation } from './classify/rls-violation.js'

@@ -14,6 +14,7 @@ import {
   TenantMismatchError,
   TenantPoolError,
   TenantRequiredError,
+  asError,
 } from './errors.js'
 import { ResetPlan } from './scope/reset.js'
 import {
@@ -367,7 +368,7 @@ function loneControlError(control: TransactionControl): InvalidQueryError {
  */
 function reportError(pool: PgPoolLike, error: unknown): void {
   const emitter = pool as unknown as { listenerCount?: (event: string) => number; emit?: (event: string, ...args: unknown[]) => boolean }
-  const err = error instanceof Error ? error : new Error(String(error))
+  const err = asError(error)
   if (typeof emitter.emit === 'function' && (emitter.listenerCount?.('error') ?? 0) > 0) {
     emitter.emit('error', err)
     return

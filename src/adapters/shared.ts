@@ -2,6 +2,7 @@
  * What the Express and Fastify adapters share: the structural type of the pool they bind tenants
  * on, the resolver type, and calling a resolver that may or may not return a promise.
  */
+import { TenantResolveError } from '../errors.js'
 import type { Tenant } from '../tenant.js'
 
 /**
@@ -76,7 +77,7 @@ export function callResolver<Req>(
 // `next(undefined)` (Express) or `done(undefined)` (Fastify) would carry on as if nothing went
 // wrong: a resolver that throws a falsy value must still end the request.
 function errorOf(err: unknown): unknown {
-  return err || new Error(`the tenant resolver failed with ${String(err)}`)
+  return err || new TenantResolveError(err)
 }
 
 function isPromiseLike(value: unknown): value is PromiseLike<unknown> {

@@ -17,7 +17,7 @@
 import { createRequire } from 'node:module'
 import fs from 'node:fs'
 import path from 'node:path'
-import { InvalidOptionsError } from '../errors.js'
+import { InternalError, InvalidOptionsError } from '../errors.js'
 import type { PgClientLike } from './types.js'
 
 const HANDLERS = [
@@ -72,7 +72,7 @@ function missingCapability(Client: { Query?: unknown }): string | undefined {
     query.handleReadyForQuery!(connection)
     const failing = new Query({ text: 'select $1::text', values: ['pg-tenant'], callback: noop })
     failing.submit!(recordingConnection())
-    failing.handleError!(new Error('pg-tenant capability check'), connection)
+    failing.handleError!(new InternalError('capability check (never thrown)'), connection)
     if (connection.calls.length > 0) {
       return `its Query writes ${connection.calls.join(', ')} from its result handlers (pg-tenant needs pg 8.4.1 or later)`
     }

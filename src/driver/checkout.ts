@@ -9,6 +9,7 @@
  * pool.connect()` cannot close that window; pg's own callback form can, since the callback runs
  * synchronously where the pool hands the client over (pg-pool's `pool.query` does the same).
  */
+import { InternalError } from '../errors.js'
 import type { PgClientLike, PgPoolLike } from './types.js'
 
 type ConnectCallback = (err: Error | undefined | null, client?: PgClientLike) => void
@@ -27,7 +28,7 @@ export function checkoutWith(pool: PgPoolLike, onError: (err: Error) => void, do
     if (taken) return
     taken = true
     if (err || client === undefined) {
-      done(err ?? new Error('pg-tenant: the pool handed out no client'))
+      done(err ?? new InternalError('the pool handed out no client'))
       return
     }
     client.on('error', onError)

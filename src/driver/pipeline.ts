@@ -31,6 +31,7 @@ import {
   type ConnectionLike,
   type TransactionStatus,
 } from './connection.js'
+import { asError, InternalError } from '../errors.js'
 import type { PrefixStatement } from './statements.js'
 import type { QueryConfigLike, QueryResultLike } from './types.js'
 
@@ -191,7 +192,7 @@ export class TenantQuery {
     suffix: readonly PrefixStatement[] = [],
   ) {
     if (config !== undefined && QueryClass === undefined) {
-      throw new TypeError('pg-tenant: this client cannot run a statement in a pipeline')
+      throw new InternalError('this client cannot run a statement in a pipeline (no pg Query class)')
     }
     this.#prefix = prefix
     this.#suffix = suffix
@@ -330,7 +331,7 @@ export class TenantQuery {
     let failure: unknown
     const callback = inner.callback
     inner.callback = (err) => {
-      failure = err ?? new Error('pg-tenant: the query ended while it was being written')
+      failure = err ?? new InternalError('the query ended while it was being written')
     }
     let returned: Error | null | undefined
     try {
@@ -342,7 +343,7 @@ export class TenantQuery {
     }
     const error = returned ?? failure
     if (error === undefined || error === null) return undefined
-    return error instanceof Error ? error : new Error(String(error))
+    return asError(error, 'writing the query failed with a non-Error value')
   }
 
   /**

@@ -93,7 +93,7 @@ abstract class ClientBase extends EventEmitter implements TenantClient {
 
   /** Marks the client released: no more queries, no more events. */
   protected markReleased(): void {
-    if (this.released) throw new Error('Release called on client which has already been released to the pool.')
+    if (this.released) throw new ScopeClosedError('Release called on client which has already been released to the pool.')
     this.released = true
     this.#stopForwarding?.()
   }

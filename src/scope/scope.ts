@@ -116,8 +116,8 @@ export class Scope {
   #savepoints = 0
   #forwarders: Set<Forwarder> | undefined
   #forwarding: Array<[ForwardedEvent, (...args: unknown[]) => void]> | undefined
-  readonly #onError = () => {
-    this.#state.sawBroken()
+  readonly #onError = (error: Error) => {
+    this.#state.sawBroken(error)
   }
 
   constructor(pool: PgPoolLike, tenant: ResolvedTenant, kind: ScopeKind, shared: PoolState = {}) {
@@ -186,7 +186,7 @@ export class Scope {
       // subscriber): the client's state is unknown, so it is destroyed, and nothing escapes into
       // pg's message handling, which would be left half done.
       const failed = (client: PgClientLike, err: unknown) => {
-        state.sawBroken()
+        state.sawBroken(err)
         try {
           this.#giveBack(client, false)
         } catch {
@@ -535,10 +535,10 @@ export class Scope {
 
   /** What a settled statement tells about the connection. */
   #saw(query: TenantQuery, err: unknown): void {
-    if (query.wrote && query.status === undefined) this.#state.sawUnanswered()
+    if (query.wrote && query.status === undefined) this.#state.sawUnanswered(err ?? undefined)
     // FATAL: the server ends the session. Known now, before the socket's 'error' event comes.
     const severity = (err as { severity?: unknown } | null)?.severity
-    if (severity === 'FATAL' || severity === 'PANIC') this.#state.sawBroken()
+    if (severity === 'FATAL' || severity === 'PANIC') this.#state.sawBroken(err)
   }
 
   // ---------------------------------------------------------------------------------------------

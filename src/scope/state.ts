@@ -16,7 +16,7 @@
  * broken socket, a statement left unanswered) and what the scope did in the current transaction
  * (sent BEGIN, applied the tenant) decide each statement's plan and the release.
  */
-import { InvalidQueryError, ScopeClosedError, TransactionAbortedError } from '../errors.js'
+import { asError, InternalError, InvalidQueryError, ScopeClosedError, TransactionAbortedError } from '../errors.js'
 import type { DestroyReason, ReleaseVerdict } from '../observe/canary.js'
 import type { PrefixStatement, TransactionStatus } from '../driver/index.js'
 import { findControl, type SqlShape, type TransactionControl } from './sql-shape.js'
@@ -96,6 +96,8 @@ export class ScopeState {
   broken = false
   /** A statement was written but never answered (query_timeout, lost socket): state unknown. */
   unanswered = false
+  /** What showed the connection lost (the socket's error, a FATAL, a query_timeout), for `cause`. */
+  lossCause: unknown
   // --- what the scope did
   /** The tenant could not be applied: the scope refuses everything (all kinds but client). */
   applyError: unknown
@@ -121,7 +123,7 @@ export class ScopeState {
   /** Moves to `next`; a move the diagram does not allow is a bug in pg-tenant, and throws. */
   to(next: Phase): void {
     if (!TRANSITIONS[this.#phase].includes(next)) {
-      throw new Error(`pg-tenant: a scope cannot go from ${this.#phase} to ${next}`)
+      throw new InternalError(`a scope cannot go from ${this.#phase} to ${next}`)
     }
     this.#phase = next
   }
@@ -143,14 +145,16 @@ export class ScopeState {
     else if (this.kind === 'transaction' && this.began && !this.closing) this.ended = true
   }
 
-  /** A statement was written and no answer came (query_timeout, a dropped socket). */
-  sawUnanswered(): void {
+  /** A statement was written and no answer came (query_timeout, a dropped socket): `error` says how. */
+  sawUnanswered(error?: unknown): void {
     this.unanswered = true
+    this.lossCause ??= error
   }
 
-  /** The socket failed, or the server ended the session. */
-  sawBroken(): void {
+  /** The socket failed (`error`), or the server ended the session. */
+  sawBroken(error?: unknown): void {
     this.broken = true
+    this.lossCause ??= error
   }
 
   /** The tenant's statements failed with `error` (already explained, e.g. as a RoleSwitchError). */
@@ -304,7 +308,7 @@ export class ScopeState {
       // A transaction whose connection was lost never committed: a callback that swallowed the
       // error and returned must not be told it did.
       const lost = this.kind === 'transaction' && this.began && !this.ended && !this.destroyRequested
-      return lost ? { send: 'abandon', error: lostError() } : { send: 'abandon' }
+      return lost ? { send: 'abandon', error: lostError(this.lossCause) } : { send: 'abandon' }
     }
     switch (this.kind) {
       case 'session':
@@ -374,12 +378,9 @@ function endedError(): ScopeClosedError {
   )
 }
 
-function lostError(): TransactionAbortedError {
+function lostError(cause: unknown): TransactionAbortedError {
   return new TransactionAbortedError(
     'the connection was lost (or a statement went unanswered) before COMMIT: the transaction was not committed',
+    { cause },
   )
-}
-
-function asError(value: unknown): Error {
-  return value instanceof Error ? value : new Error(String(value))
 }

@@ -38,6 +38,8 @@ describe.each<ScopeMode>(['transaction', 'session'])('scope %s', (scope) => {
       // Never committed: the caller must not be told otherwise.
       expect(stored).toEqual([])
       expect(outcome).toBeInstanceOf(TransactionAbortedError)
+      // It says why: the connection's own failure (the server's 57P01, or the socket's error).
+      expect((outcome as Error).cause).toBeInstanceOf(Error)
     } else {
       // Autocommit: the insert was committed before the backend died; nothing was lost.
       expect(stored).toHaveLength(1)
@@ -63,6 +65,7 @@ describe.each<ScopeMode>(['transaction', 'session'])('scope %s', (scope) => {
     if (scope === 'transaction') {
       expect(stored).toEqual([])
       expect(outcome).toBeInstanceOf(TransactionAbortedError)
+      expect((outcome as Error).cause).toBe(swallowed) // the timeout that left the statement unanswered
     } else {
       expect(stored).toHaveLength(1)
       expect(outcome).toBe('looks fine')

@@ -1,4 +1,7 @@
+import fs from 'node:fs'
+import path from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { asError } from '../../src/errors.js'
 import {
   InvalidTenantError,
   RoleNotAllowedError,
@@ -8,6 +11,7 @@ import {
   TenantPoolError,
   TenantRequiredError,
   TransactionAbortedError,
+  InternalError,
 } from '../../src/index.js'
 
 describe('errors', () => {
@@ -39,5 +43,36 @@ describe('errors', () => {
     expect(err).not.toBeInstanceOf(TenantRequiredError)
     expect(new Error('x')).not.toBeInstanceOf(TenantPoolError)
     expect({ code: 'TENANT_REQUIRED' }).not.toBeInstanceOf(TenantRequiredError)
+  })
+})
+
+describe('what the library throws', () => {
+  // Every error pg-tenant raises is a TenantPoolError subclass, with a code: no plain Error,
+  // TypeError or RangeError is made anywhere in the library (the command line, src/cli.ts, prints
+  // its errors and exits with a status: it throws nothing at a caller). Errors from PostgreSQL, and
+  // what the caller's own code throws, still pass through unchanged.
+  const src = path.resolve(import.meta.dirname, '../../src')
+  const files = (dir: string): string[] =>
+    fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(path.join(dir, e.name)) : [path.join(dir, e.name)]))
+  const library = files(src).filter((f) => f.endsWith('.ts') && !f.endsWith('cli.ts'))
+
+  it('makes no plain Error anywhere in the library', () => {
+    expect(library.length).toBeGreaterThan(30)
+    const plain = /\bnew (?:Error|TypeError|RangeError|SyntaxError)\(/
+    const offenders = library.filter((file) => {
+      const code = fs.readFileSync(file, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '')
+      return plain.test(code)
+    })
+    expect(offenders.map((f) => path.relative(src, f))).toEqual([])
+    expect(plain.test("throw new Error('x')")).toBe(true) // the pattern can match
+  })
+
+  it('wraps what is not an Error as an InternalError that keeps it', () => {
+    const err = asError('a string')
+    expect(err).toBeInstanceOf(InternalError)
+    expect(err).toBeInstanceOf(TenantPoolError)
+    expect((err as InternalError).cause).toBe('a string')
+    const real = new Error('real')
+    expect(asError(real)).toBe(real)
   })
 })
