@@ -64,6 +64,18 @@ export interface TenantPoolOptions {
    * ```
    */
   prepareTenantStatement?: boolean
+  /**
+   * A superuser, or a role with BYPASSRLS, is not bound by Row-Level Security: an application
+   * connected as one sees every tenant's rows. On its first checkout the pool asks the server (one
+   * statement, once) and, if so, emits a process warning with code `PG_TENANT_RLS_BYPASSED`.
+   * `true` says it is meant (a migration or an admin job): no check, no warning. Default `false`.
+   *
+   * @example
+   * ```ts
+   * const admin = createTenantPool(new pg.Pool({ connectionString: process.env.ADMIN_URL }), { allowRlsBypass: true })
+   * ```
+   */
+  allowRlsBypass?: boolean
 }
 
 /** `createTenantPool`'s options after validation, with every default filled in. */
@@ -75,9 +87,18 @@ export interface ParsedPoolOptions {
   /** The release canary's sample rate, 0 to 1. */
   readonly verifyRate: number
   readonly prepareTenantStatement: boolean
+  readonly allowRlsBypass: boolean
 }
 
-const POOL_KEYS = new Set<string>(['setting', 'scope', 'roles', 'maxValueLength', 'verifyRelease', 'prepareTenantStatement'])
+const POOL_KEYS = new Set<string>([
+  'setting',
+  'scope',
+  'roles',
+  'maxValueLength',
+  'verifyRelease',
+  'prepareTenantStatement',
+  'allowRlsBypass',
+])
 
 /**
  * Validates `createTenantPool`'s options and fills in the defaults. Throws `InvalidOptionsError`
@@ -105,7 +126,10 @@ export function parsePoolOptions(options: unknown): ParsedPoolOptions {
   if (typeof prepareTenantStatement !== 'boolean') {
     throw new InvalidOptionsError('prepareTenantStatement must be a boolean')
   }
+  const allowRlsBypass = given.allowRlsBypass ?? false
+  if (typeof allowRlsBypass !== 'boolean') throw new InvalidOptionsError('allowRlsBypass must be a boolean')
   return {
+    allowRlsBypass,
     setting: validateSettingName(setting, true),
     scope,
     roles: [...roles],

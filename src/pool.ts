@@ -64,6 +64,7 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
     this.#mode = parsed.scope
     this.#rules = { setting: parsed.setting, roles: parsed.roles, maxValueLength: parsed.maxValueLength }
     this.#state.monitor = new PoolMonitor(parsed.verifyRate, parsed.setting)
+    if (!parsed.allowRlsBypass) this.#state.loginCheck = 'pending'
     this.#state.reset = new ResetPlan(this.#rules.setting)
     this.#state.report = (error) => reportError(pool, error)
   }

@@ -41,6 +41,7 @@ import {
 } from '../driver/index.js'
 import { InvalidOptionsError, ReleaseError, RoleSwitchError, SessionPoolingError, TransactionAbortedError } from '../errors.js'
 import { releaseVerdict, type ReleaseVerdict } from '../observe/canary.js'
+import { LOGIN_CHECK_SQL, rlsBypassWarning, warnRlsBypass, type LoginRow } from '../observe/login-check.js'
 import { ScopeTrace, type PoolMonitor } from '../observe/diagnostics.js'
 import { applyStatement, newMemo, type ResolvedTenant } from '../tenant.js'
 import type { ScopeKind } from './kinds.js'
@@ -86,6 +87,11 @@ export interface PoolState {
    * `db.pool.connect()` client's `release()` returns nothing): the pool's 'error' listeners.
    */
   report?: (error: unknown) => void
+  /**
+   * `'pending'`: the first checkout asks the server whether the login role bypasses RLS (and warns
+   * if so); the scope that takes it sets `'done'`. Undefined: no check (`allowRlsBypass`).
+   */
+  loginCheck?: 'pending' | 'done'
 }
 
 /** Events of the pg client passed on to `db.pool.connect()` clients. */
@@ -233,7 +239,8 @@ export class Scope {
           }
           state.to('open')
           try {
-            send(client!)
+            if (this.#shared.loginCheck === 'pending') this.#checkLogin(client!, () => inCaller(send, client!))
+            else send(client!)
           } catch (err) {
             failed(client!, err)
           }
@@ -567,7 +574,28 @@ export class Scope {
     }
     this.#state.to('open')
     if (this.#forwarders !== undefined) this.#startForwarding(client)
+    if (this.#shared.loginCheck === 'pending') await new Promise<void>((resolve) => this.#checkLogin(client, resolve))
     return client
+  }
+
+  /**
+   * Once per pool, on its first checkout: asks the server whether the login role bypasses RLS, and
+   * warns if it does (observe/login-check.ts). `next` runs when the answer came, whatever it was;
+   * the check's own failure is no one's concern but the release decision's.
+   */
+  #checkLogin(client: PgClientLike, next: () => void): void {
+    this.#shared.loginCheck = 'done'
+    const state = this.#state
+    const query = new TenantQuery(this.#queryClass, { text: LOGIN_CHECK_SQL }, [], {
+      status: (status) => (state.status = status),
+      settled: (err, result) => {
+        this.#saw(query, err)
+        const warning = err === null ? rlsBypassWarning(result?.rows[0] as LoginRow | undefined) : undefined
+        if (warning !== undefined) warnRlsBypass(warning)
+        next()
+      },
+    })
+    client.query(query)
   }
 
   /** Takes a checked-out client on: an error (the client released) when pg-tenant cannot drive it. */
