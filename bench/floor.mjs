@@ -6,14 +6,13 @@
 // With `reset`, the same trip also runs a session-level reset of the role and the tenant setting
 // after the statement (prepared once per connection, bound and executed before the one Sync): the
 // protocol-level cost of leaving nothing behind on release, whatever pg-tenant does to get there.
-// With `immediate` as well, `SET CONSTRAINTS ALL IMMEDIATE` runs just before the reset (deferred
-// constraint triggers then fire while the tenant still applies): what pg-tenant sends.
+// With `reapply` as well, the tenant's set_config runs once more after the reset (so deferred
+// constraint triggers, which fire at the implicit commit, still see the tenant): what pg-tenant sends.
 import pg from 'pg'
 import { prepareValue } from 'pg/lib/utils.js'
 
 const SET = { name: 'bench_set', text: 'select set_config($1, $2, true)' }
 const RESET = { name: 'bench_reset', text: "select set_config('role', 'none', false), set_config('app.tenant_id', '', false)" }
-const IMMEDIATE = { name: 'bench_immediate', text: 'SET CONSTRAINTS ALL IMMEDIATE' }
 
 // Parses a statement under its name the first time a connection sees it. pg records only the
 // statements its own Query objects parse, so the submittable keeps the record itself.
@@ -24,14 +23,14 @@ function parseOnce(connection, { name, text }) {
 }
 
 class OneTrip {
-  constructor({ tenant, text, values, reset, immediate }) {
+  constructor({ tenant, text, values, reset, reapply }) {
     // Bind values are computed before anything is written: a throw halfway through the messages
     // would leave the connection waiting for a Sync that never comes.
     this.setValues = ['app.tenant_id', tenant]
     this.values = values.map((v) => prepareValue(v))
     this.text = text
     this.reset = reset
-    this.immediate = immediate
+    this.reapply = reapply
     // Results arrive as: set_config's row and CommandComplete, the statement's RowDescription, rows
     // and CommandComplete, then (with reset) the reset's row and CommandComplete. pg's own Query
     // assembles the statement's result; only its messages reach it, told apart by counting
@@ -55,14 +54,13 @@ class OneTrip {
       connection.bind({ values: this.values })
       connection.describe({ type: 'P' })
       connection.execute({})
-      if (this.immediate) {
-        parseOnce(connection, IMMEDIATE)
-        connection.bind({ statement: IMMEDIATE.name, values: [] })
-        connection.execute({})
-      }
       if (this.reset) {
         parseOnce(connection, RESET)
         connection.bind({ statement: RESET.name, values: [] })
+        connection.execute({})
+      }
+      if (this.reapply) {
+        connection.bind({ statement: SET.name, values: this.setValues })
         connection.execute({})
       }
       connection.sync()
@@ -86,13 +84,13 @@ class OneTrip {
  * prepared statement names are the floor's own).
  *
  * @param {import('pg').Pool} pool
- * @param {{ tenant: string, text: string, values: unknown[], reset?: boolean, immediate?: boolean }} query
+ * @param {{ tenant: string, text: string, values: unknown[], reset?: boolean, reapply?: boolean }} query
  */
-export function floorQuery(pool, { tenant, text, values, reset = false, immediate = false }) {
+export function floorQuery(pool, { tenant, text, values, reset = false, reapply = false }) {
   return new Promise((resolve, reject) => {
     pool.connect((err, client, release) => {
       if (err) return reject(err)
-      const q = new OneTrip({ tenant, text, values, reset, immediate })
+      const q = new OneTrip({ tenant, text, values, reset, reapply })
       client.query(q)
       q.done.then(
         (r) => {

@@ -133,9 +133,9 @@ export function buildRows(url, { poolSize, roleCount }) {
       const tenant = tenantOf(10)
       return floorQuery(floorPool, { tenant, text: POINT, values: [idOf(tenant)], reset: true })
     }, { latency: true }),
-    row('floor + deferred triggers + reset (what pg-tenant sends)', '1: set_config, statement, SET CONSTRAINTS ALL IMMEDIATE, reset, one Sync', () => {
+    row('floor + reset + tenant again (what pg-tenant sends)', '1: set_config, statement, reset, set_config again, one Sync', () => {
       const tenant = tenantOf(10)
-      return floorQuery(floorPool, { tenant, text: POINT, values: [idOf(tenant)], reset: true, immediate: true })
+      return floorQuery(floorPool, { tenant, text: POINT, values: [idOf(tenant)], reset: true, reapply: true })
     }, { latency: true }),
     row('naive: BEGIN, set_config, query, COMMIT', '4: BEGIN, set_config, statement, COMMIT', () => naive(tenantOf(10)), { latency: true }),
     row('session: set_config, query, RESET', '3: set_config(…, false), statement, RESET', () => sessionSet(tenantOf(10))),

@@ -11,8 +11,10 @@
  *
  * After a COMMIT it runs in a transaction of its own. After a lone statement it runs in that
  * statement's implicit transaction, before the commit, where deferred constraint triggers fire:
- * so there `SET CONSTRAINTS ALL IMMEDIATE` goes first, firing them while the tenant still applies.
- * For a transaction of one statement, firing them at its end or at the commit is the same.
+ * there the tenant's `set_config(..., true)` follows it again (see scope.ts), so those triggers
+ * still run as the tenant, and at the commit the transaction-local values go and the reset's
+ * empty session values stay. (`SET CONSTRAINTS ALL IMMEDIATE` would fire them earlier instead, but
+ * PostgreSQL before 18 answers it with a WARNING outside an explicit transaction block.)
  */
 import { preparedName, type PrefixStatement } from '../driver/index.js'
 
@@ -21,8 +23,8 @@ export class ResetPlan {
   readonly #names: string[] = []
   readonly #keys = new Set<string>()
   #statement: PrefixStatement | undefined
-  // Named copies of what follows a lone statement, one pair per prepared tenant statement.
-  #companions = new Map<string, readonly PrefixStatement[]>()
+  // Named copies of the reset, one per prepared tenant statement it is parsed with.
+  #companions = new Map<string, PrefixStatement>()
 
   constructor(setting: string) {
     this.add([setting])
@@ -53,33 +55,21 @@ export class ResetPlan {
     })
   }
 
-  /** What follows a lone statement, in its implicit transaction: deferred triggers, then the reset. */
-  afterStatement(): readonly PrefixStatement[] {
-    return [IMMEDIATE, this.statement()]
-  }
-
   /**
-   * {@link ResetPlan.afterStatement} as named statements parsed exactly when `prefix` (a named
-   * tenant statement) is, in the same pipeline: then the server can never hold one without the
-   * others, and binding them can never fail after the caller's statement has run (see
-   * `PrefixStatement.unit`).
+   * The reset as a named statement parsed exactly when `prefix` (a named tenant statement) is, in
+   * the same pipeline: then the server can never hold one without the other, and binding the reset
+   * can never fail after the caller's statement has run (see `PrefixStatement.unit`).
    */
-  afterStatementWith(prefix: PrefixStatement & { name: string }): readonly PrefixStatement[] {
-    let companions = this.#companions.get(prefix.name)
-    if (companions === undefined) {
-      companions = this.afterStatement().map(({ text, values }) => ({
-        text,
-        values,
-        name: preparedName(`${prefix.name}\0${text}`),
-        unit: prefix.name,
-      }))
-      this.#companions.set(prefix.name, companions)
+  companionOf(prefix: PrefixStatement & { name: string }): PrefixStatement {
+    let companion = this.#companions.get(prefix.name)
+    if (companion === undefined) {
+      const { text, values } = this.statement()
+      companion = { text, values, name: preparedName(`${prefix.name}\0${text}`), unit: prefix.name }
+      this.#companions.set(prefix.name, companion)
     }
-    return companions
+    return companion
   }
 }
-
-const IMMEDIATE: PrefixStatement = { text: 'SET CONSTRAINTS ALL IMMEDIATE', values: [] }
 
 function resetText(count: number): string {
   const calls = ["set_config('role', 'none', false)"]

@@ -467,17 +467,24 @@ export class Scope {
       applyLocal,
       applySession: () => (hasTenant ? [applyStatement(tenant, false, true)] : []),
       reset: () => shared.reset!.statement(),
+      // The tenant, the statement, the reset, then the tenant again: its transaction-local values
+      // last until the implicit commit, where deferred constraint triggers still see the tenant,
+      // while the reset's empty session values are what remains after it (reset.ts).
       singleTrip: () => {
-        const after = shared.reset!
-        if (!hasTenant) return { prefix: [], suffix: after.afterStatement() }
-        if (shared.preparePrefix === false) return { prefix: applyLocal(), suffix: after.afterStatement() }
+        const reset = shared.reset!
+        if (!hasTenant) return { prefix: [], suffix: [reset.statement()] }
+        if (shared.preparePrefix === false) {
+          const apply = applyLocal()
+          return { prefix: apply, suffix: [reset.statement(), ...apply] }
+        }
         // A lone statement can be sent again if the server refuses the prepared statement.
         const memo = tenant.memo
         if (memo.prepared === undefined) {
           const statement = applyStatement(tenant, true)
           memo.prepared = { ...statement, name: preparedName(statement.text) }
         }
-        return { prefix: [memo.prepared], suffix: after.afterStatementWith(memo.prepared) }
+        const prepared = memo.prepared
+        return { prefix: [prepared], suffix: [reset.companionOf(prepared), prepared] }
       },
     }
   }

@@ -15,14 +15,31 @@ describe('parsePoolOptions', () => {
       maxValueLength: 256,
       verifyRate: 0,
       prepareTenantStatement: true,
+      allowRlsBypass: false,
     })
   })
 
   it('takes every option', () => {
     const roles = ['a', /^b_[0-9]+$/]
     expect(
-      parsePoolOptions({ setting: 'app.org', scope: 'session', roles, maxValueLength: 10, verifyRelease: 0.5, prepareTenantStatement: false }),
-    ).toEqual({ setting: 'app.org', scope: 'session', roles, maxValueLength: 10, verifyRate: 0.5, prepareTenantStatement: false })
+      parsePoolOptions({
+        setting: 'app.org',
+        scope: 'session',
+        roles,
+        maxValueLength: 10,
+        verifyRelease: 0.5,
+        prepareTenantStatement: false,
+        allowRlsBypass: true,
+      }),
+    ).toEqual({
+      setting: 'app.org',
+      scope: 'session',
+      roles,
+      maxValueLength: 10,
+      verifyRate: 0.5,
+      prepareTenantStatement: false,
+      allowRlsBypass: true,
+    })
     expect(parsePoolOptions({ verifyRelease: true }).verifyRate).toBe(1)
   })
 
@@ -36,6 +53,7 @@ describe('parsePoolOptions', () => {
     [{ verifyRelease: 2 }, /verifyRelease/],
     [{ verifyRelease: 'yes' }, /verifyRelease/],
     [{ prepareTenantStatement: 'no' }, /prepareTenantStatement/],
+    [{ allowRlsBypass: 1 }, /allowRlsBypass/],
     [{ setting: 'tenant' }, /invalid setting name/],
     [{ setting: "app.x'; drop" }, /invalid setting name/],
     ['options', /must be an object/],

@@ -88,19 +88,15 @@ describe('ResetPlan', () => {
     })
   })
 
-  it('names what follows a lone statement per prepared statement, tied to it, renamed when the names change', () => {
+  it('names a companion reset per prepared statement, tied to it, renamed when the names change', () => {
     const plan = new ResetPlan('app.tenant_id')
     const prefix = { name: 'pg_tenant_0123', text: 'select 1', values: [] }
-    expect(plan.afterStatement().map((s) => s.text)).toEqual(['SET CONSTRAINTS ALL IMMEDIATE', plan.statement().text])
-    const companions = plan.afterStatementWith(prefix)
-    expect(companions.map((s) => s.text)).toEqual(plan.afterStatement().map((s) => s.text))
-    for (const companion of companions) {
-      expect(companion.unit).toBe('pg_tenant_0123')
-      expect(companion.name).toMatch(/^pg_tenant_[0-9a-f]{16}$/)
-    }
-    expect(plan.afterStatementWith(prefix)).toBe(companions)
-    expect(plan.afterStatementWith({ ...prefix, name: 'pg_tenant_4567' })[1]!.name).not.toBe(companions[1]!.name)
+    const companion = plan.companionOf(prefix)
+    expect(companion).toMatchObject({ unit: 'pg_tenant_0123', text: plan.statement().text, values: plan.statement().values })
+    expect(companion.name).toMatch(/^pg_tenant_[0-9a-f]{16}$/)
+    expect(plan.companionOf(prefix)).toBe(companion)
+    expect(plan.companionOf({ ...prefix, name: 'pg_tenant_4567' }).name).not.toBe(companion.name)
     plan.add(['app.user'])
-    expect(plan.afterStatementWith(prefix)[1]!.name).not.toBe(companions[1]!.name)
+    expect(plan.companionOf(prefix).name).not.toBe(companion.name)
   })
 })
