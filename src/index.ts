@@ -32,6 +32,8 @@ export {
 export type { TenantPoolErrorCode } from './errors.js'
 export { isRlsViolation } from './classify/rls-violation.js'
 export { tenantErrorOf, httpStatusOf } from './classify/error-status.js'
+export { errorResponseOf } from './classify/error-response.js'
+export type { ErrorBody, ErrorResponse, ErrorResponseOptions } from './classify/error-response.js'
 // The RLS doctor is `pg-tenant/doctor` (checkRls), out of the core bundle; db.doctor() loads it on
 // first use. Its types only, for db.doctor()'s signature:
 export type {

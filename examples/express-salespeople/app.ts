@@ -6,8 +6,9 @@
 import { timingSafeEqual } from 'node:crypto'
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express'
 import type pg from 'pg'
-import { tenantMiddleware } from '../../src/adapters/express.js'
-import { InvalidTenantError, isRlsViolation, type TenantPool } from '../../src/index.js'
+import { errorResponseOf, tenantMiddleware } from '../../src/adapters/express.js'
+import { InvalidTenantError, type TenantPool } from '../../src/index.js'
+import { httpError, logAnswered } from '../shared/errors.js'
 import { createSalesperson, type SalesDatabase } from './database.js'
 
 export interface SalesAppOptions {
@@ -18,7 +19,7 @@ export interface SalesAppOptions {
   readonly database: Pick<SalesDatabase, 'roleOf' | 'name'>
   /** The bearer token of the admin routes. */
   readonly adminToken: string
-  /** Log 5xx errors to the console. Default true. */
+  /** Log errors to the console (5xx in full, refusals in one line). Default true. */
   readonly log?: boolean
 }
 
@@ -29,9 +30,44 @@ const route =
     fn(req, res).catch(next)
   }
 
-const httpError = (status: number, message: string) => Object.assign(new Error(message), { status })
+/** An id as PostgreSQL's `integer` holds it: 1 to 2147483647, digits only. */
+const ID = /^[1-9][0-9]{0,9}$/
+const isId = (value: unknown): boolean =>
+  (typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= 2 ** 31 - 1) ||
+  (typeof value === 'string' && ID.test(value) && Number(value) <= 2 ** 31 - 1)
+
+/** A name: a non-empty string of at most 100 characters, without NUL (text cannot hold it). */
+const isName = (value: unknown): value is string =>
+  typeof value === 'string' && value.trim() !== '' && value.length <= 100 && !value.includes('\0')
+
+interface NewClient {
+  readonly name: string
+  readonly salesperson_id?: number
+}
+
+/** A client to create, from a request body: 400 for anything else. */
+function newClient(body: unknown, where = 'the body'): NewClient {
+  const { name, salesperson_id } = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>
+  if (!isName(name)) throw httpError(400, `${where}: name must be a non-empty string of at most 100 characters`)
+  if (salesperson_id === undefined) return { name }
+  if (typeof salesperson_id !== 'number' || !isId(salesperson_id)) {
+    throw httpError(400, `${where}: salesperson_id must be a salesperson id`)
+  }
+  return { name, salesperson_id }
+}
 
 export function createSalesApp({ db, admin, database, adminToken, log = true }: SalesAppOptions): express.Express {
+  const insertClient = async ({ name, salesperson_id }: NewClient) => {
+    const { rows } =
+      salesperson_id === undefined
+        ? await db.query('insert into clients (name) values ($1) returning id, name, salesperson_id', [name])
+        : await db.query(
+            'insert into clients (name, salesperson_id) values ($1, $2) returning id, name, salesperson_id',
+            [name, salesperson_id],
+          )
+    return rows[0]
+  }
+
   const app = express()
   app.use(express.json())
 
@@ -55,9 +91,7 @@ export function createSalesApp({ db, admin, database, adminToken, log = true }: 
     requireAdmin,
     route(async (req, res) => {
       const name = (req.body as { name?: unknown } | undefined)?.name
-      if (typeof name !== 'string' || name.trim() === '' || name.length > 100) {
-        throw httpError(400, 'name must be a non-empty string of at most 100 characters')
-      }
+      if (!isName(name)) throw httpError(400, 'name must be a non-empty string of at most 100 characters')
       res.status(201).json(await createSalesperson(admin, database, name.trim()))
     }),
   )
@@ -69,8 +103,9 @@ export function createSalesApp({ db, admin, database, adminToken, log = true }: 
     tenantMiddleware(db, {
       resolve: (req: Request) => {
         const id = req.get('x-salesperson-id')
-        if (id === undefined) return undefined // 401
-        if (!/^[1-9][0-9]{0,9}$/.test(id)) throw new InvalidTenantError('x-salesperson-id must be a salesperson id')
+        if (id === undefined) return undefined // 401 TENANT_REQUIRED
+        // 400 INVALID_TENANT, also for the header sent twice ("1, 2", as Node joins it)
+        if (!isId(id)) throw new InvalidTenantError('x-salesperson-id must be a salesperson id')
         return { role: database.roleOf(id) } // SET ROLE for each query of this request
       },
     }),
@@ -96,9 +131,9 @@ export function createSalesApp({ db, admin, database, adminToken, log = true }: 
   sales.get(
     '/clients/:id',
     route(async (req, res) => {
-      const { rows } = await db.query('select id, name, salesperson_id from clients where id = $1', [
-        Number(req.params.id) || 0,
-      ])
+      const id = req.params.id
+      if (!isId(id)) throw httpError(400, 'the client id must be a positive integer')
+      const { rows } = await db.query('select id, name, salesperson_id from clients where id = $1', [id])
       if (rows.length === 0) throw httpError(404, 'no such client') // another's client looks absent
       res.json(rows[0])
     }),
@@ -106,49 +141,38 @@ export function createSalesApp({ db, admin, database, adminToken, log = true }: 
   sales.post(
     '/clients',
     route(async (req, res) => {
-      const { name, salesperson_id } = req.body as { name?: unknown; salesperson_id?: unknown }
-      if (typeof name !== 'string' || name === '') throw httpError(400, 'name must be a string')
       // salesperson_id defaults to the current salesperson; naming another one is refused by the
-      // policy's WITH CHECK (a 403 from the error handler below).
-      const { rows } =
-        salesperson_id === undefined
-          ? await db.query('insert into clients (name) values ($1) returning id, name, salesperson_id', [name])
-          : await db.query(
-              'insert into clients (name, salesperson_id) values ($1, $2) returning id, name, salesperson_id',
-              [name, salesperson_id],
-            )
-      res.status(201).json(rows[0])
+      // policy's WITH CHECK (403 RLS_VIOLATION from the error handler below).
+      res.status(201).json(await insertClient(newClient(req.body)))
     }),
   )
   sales.post(
     '/clients/batch',
     route(async (req, res) => {
-      const { names } = req.body as { names?: unknown }
-      if (!Array.isArray(names) || names.some((n) => typeof n !== 'string' || n === '')) {
-        throw httpError(400, 'names must be an array of strings')
+      const { clients } = (req.body ?? {}) as { clients?: unknown }
+      if (!Array.isArray(clients) || clients.length === 0 || clients.length > 100) {
+        throw httpError(400, 'clients must be an array of 1 to 100 clients')
       }
-      // All or nothing, as the request's salesperson.
+      const valid = clients.map((client, i) => newClient(client, `clients[${i}]`))
+      // All or nothing, as the request's salesperson: one row the policy refuses and none is kept.
       const created = await db.transaction(async () => {
         const out = []
-        for (const name of names as string[]) {
-          const { rows } = await db.query('insert into clients (name) values ($1) returning id, name', [name])
-          out.push(rows[0])
-        }
+        for (const client of valid) out.push(await insertClient(client))
         return out
       })
       res.status(201).json(created)
     }),
   )
   app.use(sales)
+  app.use((_req, _res, next) => next(httpError(404, 'no such route')))
 
-  app.use((err: any, _req: Request, res: Response, _next: NextFunction) => {
-    if (isRlsViolation(err)) {
-      res.status(403).json({ error: 'forbidden: the row-level security policy refused this write' })
-      return
-    }
-    const status = typeof err?.status === 'number' ? err.status : 500
-    if (status >= 500 && log) console.error(err)
-    res.status(status).json({ error: status >= 500 ? 'internal error' : err.message, code: err.code })
+  // One answer for every error: { error: { code, message } } with the status of its code (see
+  // errorResponseOf). PostgreSQL's message, the role and the stack go to the log only.
+  app.use((err: unknown, _req: Request, res: Response, next: NextFunction) => {
+    if (res.headersSent) return next(err)
+    const answer = errorResponseOf(err)
+    if (log) logAnswered(err, answer)
+    res.status(answer.status).json(answer.body)
   })
   return app
 }

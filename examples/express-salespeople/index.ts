@@ -46,8 +46,10 @@ export async function start(options: DemoOptions & { adminToken?: string }): Pro
       `curl -s ${url}/clients/2 -H 'x-salesperson-id: ${picard.id}'          # 404: Crusher's client`,
       `curl -s ${url}/clients -H 'x-salesperson-id: ${picard.id}' ${json} -d '{"name":"client4"}'`,
       `curl -s ${url}/clients -H 'x-salesperson-id: ${picard.id}' ${json} -d '{"name":"x","salesperson_id":${crusher.id}}'  # 403 by policy`,
-      `curl -s ${url}/clients/batch -H 'x-salesperson-id: ${crusher.id}' ${json} -d '{"names":["a","b"]}'`,
+      `curl -s ${url}/clients/batch -H 'x-salesperson-id: ${crusher.id}' ${json} -d '{"clients":[{"name":"a"},{"name":"b"}]}'`,
       `curl -s ${url}/clients                                         # 401: no salesperson`,
+      `curl -s ${url}/clients -H 'x-salesperson-id: 1 or 1=1'         # 400: not a salesperson id`,
+      `curl -s ${url}/clients -H 'x-salesperson-id: 999'              # 403: no such role`,
       `curl -s ${url}/admin/salespeople -H 'authorization: Bearer ${adminToken}' ${json} -d '{"name":"Riker"}'  # creates role ${database.roleOf('<id>')}`,
     ],
     async close() {

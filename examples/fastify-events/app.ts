@@ -3,10 +3,10 @@
  * `from 'pg-tenant/fastify'`; the examples import the sources so that they run without a build.
  */
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
-import { tenantPlugin } from '../../src/adapters/fastify.js'
-import { InvalidTenantError, isRlsViolation, type TenantPool } from '../../src/index.js'
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+import { errorResponseOf, tenantPlugin } from '../../src/adapters/fastify.js'
+import type { TenantPool } from '../../src/index.js'
+import { httpError, logAnswered } from '../shared/errors.js'
+import { orgIdOf } from './database.js'
 
 interface NewEvent {
   event_type: string
@@ -20,29 +20,49 @@ const newEvent = {
   additionalProperties: false,
   properties: {
     event_type: { type: 'string', minLength: 1, maxLength: 100 },
-    event_value: { type: 'integer' },
+    event_value: { type: 'integer', minimum: -(2 ** 31), maximum: 2 ** 31 - 1 }, // PostgreSQL's int
     // Accepted so that the demo can show the policy refusing a row for another organisation.
     org_id: { type: 'string', format: 'uuid' },
   },
 } as const
 
-/** `log`: log 5xx errors to the console (default true). */
+const returning = 'returning event_id, org_id, event_type, event_value, occurred_at'
+
+/** `log`: log errors to the console, 5xx in full and refusals in one line (default true). */
 export async function createEventsApp(db: TenantPool, log = true): Promise<FastifyInstance> {
   const app = Fastify({ logger: false })
+  const insertEvent = async ({ event_type, event_value, org_id }: NewEvent) => {
+    const { rows } =
+      org_id === undefined
+        ? await db.query(`insert into events (event_type, event_value) values ($1, $2) ${returning}`, [
+            event_type,
+            event_value ?? null,
+          ])
+        : await db.query(`insert into events (org_id, event_type, event_value) values ($1, $2, $3) ${returning}`, [
+            org_id,
+            event_type,
+            event_value ?? null,
+          ])
+    return rows[0]
+  }
 
-  // A write the policy refuses (42501) is the tenant's doing: 403, not 500.
+  // One answer for every error: { error: { code, message } } with the status of its code (see
+  // errorResponseOf): 403 RLS_VIOLATION for a write the policy refuses (42501), 400 for a body the
+  // schema refuses (with the schema's message), 500 with a generic message for the rest.
+  // PostgreSQL's message and the stack go to the log only.
   app.setErrorHandler((err: FastifyError, _request, reply) => {
-    if (isRlsViolation(err)) {
-      return reply.code(403).send({ error: 'forbidden: the row-level security policy refused this write' })
-    }
-    const status = err.statusCode ?? 500
-    if (status >= 500 && log) console.error(err)
-    return reply.code(status).send({ error: status >= 500 ? 'internal error' : err.message, code: err.code })
+    const answer = errorResponseOf(err, { expose: err.validation !== undefined })
+    if (log) logAnswered(err, answer)
+    return reply.code(answer.status).send(answer.body)
+  })
+  app.setNotFoundHandler((_request, reply) => {
+    const answer = errorResponseOf(httpError(404, 'no such route'))
+    return reply.code(answer.status).send(answer.body)
   })
 
   app.get('/', async () => ({
     example: 'fastify-events: a tenant id in app.tenant_id, RLS on organization and events',
-    routes: ['GET /org', 'GET /events', 'POST /events', 'POST /events/batch', 'GET /events/stats'],
+    routes: ['GET /org', 'GET /events', 'GET /events/:id', 'POST /events', 'POST /events/batch', 'GET /events/stats'],
   }))
 
   // The tenant routes live in their own context: the plugin applies to it, and `GET /` above
@@ -50,15 +70,8 @@ export async function createEventsApp(db: TenantPool, log = true): Promise<Fasti
   await app.register(async (api) => {
     await api.register(tenantPlugin, {
       db,
-      // In a real app the organisation comes from a verified token or the session.
-      resolve: (request) => {
-        const orgId = request.headers['x-org-id']
-        if (orgId === undefined) return undefined // 401
-        if (typeof orgId !== 'string' || !UUID.test(orgId)) {
-          throw new InvalidTenantError('x-org-id must be an organisation UUID') // 400
-        }
-        return orgId.toLowerCase()
-      },
+      // No header: 401 TENANT_REQUIRED; not one UUID (or the header sent twice): 400 INVALID_TENANT.
+      resolve: (request) => orgIdOf(request.headers['x-org-id']),
       closePool: true,
     })
 
@@ -77,22 +90,24 @@ export async function createEventsApp(db: TenantPool, log = true): Promise<Fasti
       return rows
     })
 
+    api.get<{ Params: { id: string } }>(
+      '/events/:id',
+      // bigserial ids: a malformed one is a 400 from the schema, never a PostgreSQL error.
+      { schema: { params: { type: 'object', properties: { id: { type: 'string', pattern: '^[1-9][0-9]{0,17}$' } } } } },
+      async (request) => {
+        const { rows } = await db.query(
+          'select event_id, org_id, event_type, event_value, occurred_at from events where event_id = $1',
+          [request.params.id],
+        )
+        if (rows.length === 0) throw httpError(404, 'no such event') // another's event looks absent
+        return rows[0]
+      },
+    )
+
     api.post<{ Body: NewEvent }>('/events', { schema: { body: newEvent } }, async (request, reply) => {
-      const { event_type, event_value = null, org_id } = request.body
       // org_id defaults to the request's organisation; naming another one is refused by the
-      // policy's WITH CHECK.
-      const returning = 'returning event_id, org_id, event_type, event_value, occurred_at'
-      const { rows } =
-        org_id === undefined
-          ? await db.query(`insert into events (event_type, event_value) values ($1, $2) ${returning}`, [
-              event_type,
-              event_value,
-            ])
-          : await db.query(
-              `insert into events (org_id, event_type, event_value) values ($1, $2, $3) ${returning}`,
-              [org_id, event_type, event_value],
-            )
-      return reply.code(201).send(rows[0])
+      // policy's WITH CHECK (403 RLS_VIOLATION).
+      return reply.code(201).send(await insertEvent(request.body))
     })
 
     api.post<{ Body: { events: NewEvent[] } }>(
@@ -107,16 +122,11 @@ export async function createEventsApp(db: TenantPool, log = true): Promise<Fasti
         },
       },
       async (request, reply) => {
-        // All or nothing, for the request's organisation.
+        // All or nothing, for the request's organisation: one row the policy refuses and none is
+        // kept.
         const created = await db.transaction(async () => {
           const out = []
-          for (const { event_type, event_value = null } of request.body.events) {
-            const { rows } = await db.query(
-              `insert into events (event_type, event_value) values ($1, $2) returning event_id, org_id, event_type`,
-              [event_type, event_value],
-            )
-            out.push(rows[0])
-          }
+          for (const event of request.body.events) out.push(await insertEvent(event))
           return out
         })
         return reply.code(201).send(created)

@@ -7,6 +7,7 @@
  * - `events_app`   the login role of the web app: not superuser, not BYPASSRLS, owns nothing.
  */
 import pg from 'pg'
+import { InvalidTenantError } from '../../src/index.js'
 import { quoteIdent, quoteLiteral, randomPassword, urlFor } from '../shared/demo.js'
 
 export interface EventsDatabase {
@@ -28,6 +29,24 @@ export const DEMO_ORGANISATIONS: readonly Organisation[] = [
   { org_id: '7b0e4a52-3f4e-4f8e-9a51-0a8f9a4c2d11', name: 'Globex' },
   { org_id: '2f1c9d8e-6b7a-4c3d-8e9f-1a2b3c4d5e6f', name: 'Initech' },
 ]
+
+/** An organisation id: a UUID, in any case. */
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+/**
+ * The organisation of a request, from its `x-org-id` header (what the Fastify and Kysely apps'
+ * resolvers share): `undefined` without one (401 TENANT_REQUIRED), an `InvalidTenantError` (400
+ * INVALID_TENANT) for anything but one UUID, such as `"<uuid>, <uuid>"`, which is how Node hands
+ * over the header sent twice. In a real app the organisation comes from a verified token or the
+ * session.
+ */
+export function orgIdOf(header: string | string[] | undefined): string | undefined {
+  if (header === undefined) return undefined
+  if (typeof header !== 'string' || !UUID.test(header)) {
+    throw new InvalidTenantError('x-org-id must be one organisation UUID')
+  }
+  return header.toLowerCase()
+}
 
 // `current_setting(name, true)` is NULL before the setting was ever written on a connection and
 // '' after a transaction that wrote it has ended: nullif makes both NULL, so the policy matches

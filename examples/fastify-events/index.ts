@@ -53,6 +53,7 @@ export async function start(options: DemoOptions): Promise<RunningDemo> {
       `curl -s ${url}/events -H 'x-org-id: ${acme!.org_id}' ${json} -d '{"event_type":"x","org_id":"${globex!.org_id}"}'  # 403 by policy`,
       `curl -s ${url}/events/batch -H 'x-org-id: ${acme!.org_id}' ${json} -d '{"events":[{"event_type":"a"},{"event_type":"b"}]}'`,
       `curl -s ${url}/events -H 'x-org-id: not-a-uuid'     # 400`,
+      `curl -s ${url}/events -H 'x-org-id: ${acme!.org_id}' -H 'x-org-id: ${globex!.org_id}'  # 400: the header twice`,
       `curl -s ${url}/events                              # 401: no organisation`,
     ],
     close: () => app.close(),

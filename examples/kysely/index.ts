@@ -20,7 +20,7 @@ export async function start(options: DemoOptions): Promise<RunningDemo> {
       for (let k = 0; k <= i; k++) await db.query('insert into events (event_type, event_value) values ($1, $2)', ['seed', k])
     })
   }
-  const { app, kysely } = createKyselyApp(db)
+  const { app, kysely } = createKyselyApp(db, log)
   const server = http.createServer(app)
   const url = await listenHttp(server, options.port ?? 3002)
   const [acme, globex] = DEMO_ORGANISATIONS
@@ -31,6 +31,9 @@ export async function start(options: DemoOptions): Promise<RunningDemo> {
       `curl -s ${url}/events -H 'x-org-id: ${acme!.org_id}'`,
       `curl -s ${url}/events/count -H 'x-org-id: ${globex!.org_id}'`,
       `curl -s ${url}/events -H 'x-org-id: ${acme!.org_id}' -H 'content-type: application/json' -d '{"event_type":"login"}'`,
+      `curl -s ${url}/events -H 'x-org-id: ${acme!.org_id}' -H 'content-type: application/json' -d '{"event_type":"x","org_id":"${globex!.org_id}"}'  # 403 by policy`,
+      `curl -s ${url}/events/pair -H 'x-org-id: ${acme!.org_id}' -H 'content-type: application/json' -d '{"first":{"event_type":"a"},"second":{"event_type":"b"}}'`,
+      `curl -s ${url}/events -H 'x-org-id: not-a-uuid'     # 400`,
       `curl -s ${url}/events                              # 401: no organisation`,
     ],
     async close() {

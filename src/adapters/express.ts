@@ -8,6 +8,8 @@
 import { parseAdapterOptions } from '../options.js'
 import {
   callResolver,
+  repeatedHeaderError,
+  repeatedHeaderIn,
   type ResolvedTenantValue,
   type TenantBinder,
   type TenantResolver,
@@ -19,6 +21,8 @@ import type { Tenant } from '../tenant.js'
 export type { TenantBinder, TenantResolver, ResolvedTenantValue } from './shared.js'
 export { isRlsViolation } from '../classify/rls-violation.js'
 export { httpStatusOf, tenantErrorOf } from '../classify/error-status.js'
+export { errorResponseOf } from '../classify/error-response.js'
+export type { ErrorBody, ErrorResponse, ErrorResponseOptions } from '../classify/error-response.js'
 
 /**
  * The `next` of a connect-style middleware: called with nothing to go on, with an error to skip
@@ -73,15 +77,24 @@ export type TenantMiddleware<Req> = (req: Req, res: unknown, next: NextFunctionL
  * decide the response; each carries `status` and `statusCode`:
  *
  * - no tenant and `required` (default): `TenantRequiredError`, 401;
- * - an invalid tenant (empty, too long, an array from a repeated header): `InvalidTenantError`, 400;
+ * - an invalid tenant (empty, too long, an array): `InvalidTenantError`, 400;
+ * - a tenant read from a header the request sent more than once: `InvalidTenantError`, 400. Node
+ *   joins the values of a repeated header into one string (`x-org-id: a` twice with `b` reaches
+ *   `req.get('x-org-id')` as `'a, b'`); the middleware compares a tenant containing `", "` with
+ *   the request's separate header lines (`req.headersDistinct`) and refuses it when it holds such
+ *   a joined value. A single header whose value contains `", "` is not refused;
  * - a role that is not on the pool's `roles` allow-list: `RoleNotAllowedError`, 403;
  * - `resolve` throwing or rejecting: that error, unchanged.
+ *
+ * It adds nothing to `req` (and declares nothing on Express's `Request` type): read the tenant
+ * with `db.currentTenant()`, in handlers and error handlers alike.
  *
  * Mount it before the routes that query, and before or after body parsers (both keep the binding).
  * Writes that a policy refuses reject with PostgreSQL's `42501`: see {@link isRlsViolation}. An ORM
  * may wrap that error, or a `TenantRequiredError` (Drizzle's `DrizzleQueryError` has it as
- * `cause`): mount {@link tenantErrorHandler} after your routes, or answer with
- * {@link httpStatusOf} in your own error handler, to answer those 403 and 401 too.
+ * `cause`): answer with {@link errorResponseOf} in your error handler (the status and a JSON body
+ * with no database message in it), or mount {@link tenantErrorHandler} after your routes, to
+ * answer those 403 and 401 too.
  *
  * @param db - the pool from `createTenantPool`
  * @param options - `resolve(req)` and `required`
@@ -90,7 +103,7 @@ export type TenantMiddleware<Req> = (req: Req, res: unknown, next: NextFunctionL
  * @example
  * ```ts
  * import express from 'express'
- * import { tenantMiddleware, httpStatusOf } from 'pg-tenant/express'
+ * import { tenantMiddleware, errorResponseOf } from 'pg-tenant/express'
  *
  * const app = express()
  * app.use(express.json())
@@ -98,9 +111,11 @@ export type TenantMiddleware<Req> = (req: Req, res: unknown, next: NextFunctionL
  * app.get('/events', async (req, res) => {
  *   res.json((await db.query('select * from events')).rows) // this tenant's rows only
  * })
- * app.use((err, req, res, next) => {
- *   // 403 for an RLS refusal, 401 for TenantRequiredError, also when an ORM wrapped them
- *   res.status(httpStatusOf(err) ?? 500).json({ error: err.message })
+ * app.use((err: unknown, req: express.Request, res: express.Response, next: express.NextFunction) => {
+ *   // 401 TENANT_REQUIRED, 400 INVALID_TENANT, 403 RLS_VIOLATION (also when an ORM wrapped them)
+ *   const { status, body } = errorResponseOf(err)
+ *   if (status >= 500) console.error(err)
+ *   res.status(status).json(body) // { "error": { "code": "...", "message": "..." } }
  * })
  * ```
  */
@@ -110,10 +125,15 @@ export function tenantMiddleware<Req = any>(
 ): TenantMiddleware<Req> {
   const { resolve, required } = parseAdapterOptions<TenantResolver<Req>>('tenantMiddleware', db, options)
 
-  const bind = (tenant: ResolvedTenantValue, next: NextFunctionLike): void => {
+  const bind = (req: Req, tenant: ResolvedTenantValue, next: NextFunctionLike): void => {
     if (tenant === undefined || tenant === null) {
       if (required) next(new TenantRequiredError('this request carries no tenant'))
       else next()
+      return
+    }
+    const repeated = repeatedHeaderIn(req, tenant)
+    if (repeated !== undefined) {
+      next(repeatedHeaderError(repeated))
       return
     }
     try {
@@ -127,7 +147,7 @@ export function tenantMiddleware<Req = any>(
   }
 
   return function pgTenantMiddleware(req: Req, _res: unknown, next: NextFunctionLike): void {
-    callResolver(resolve, req, (tenant) => bind(tenant, next), next)
+    callResolver(resolve, req, (tenant) => bind(req, tenant, next), next)
   }
 }
 
@@ -173,7 +193,10 @@ export type TenantErrorHandler = (
  * It changes nothing when the error has a status of its own (`status` or `statusCode`, 400-599:
  * pg-tenant's own errors do), when the response already has an error status, or when headers were
  * sent. Mount it after your routes and before your own error handlers; an error handler that sets
- * the status itself (`res.status(err.status ?? 500)`) overrides it: use {@link httpStatusOf} there.
+ * the status itself (`res.status(err.status ?? 500)`) overrides it: use {@link errorResponseOf}
+ * (or {@link httpStatusOf}) there. Express's own final handler writes the error's message (and,
+ * outside `NODE_ENV=production`, its stack) into an HTML page: to keep database messages out of
+ * responses, end with your own handler that answers {@link errorResponseOf}'s body.
  *
  * @returns the error-handling middleware
  *

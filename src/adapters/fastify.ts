@@ -8,6 +8,8 @@ import fp from 'fastify-plugin'
 import { parseAdapterOptions } from '../options.js'
 import {
   callResolver,
+  repeatedHeaderError,
+  repeatedHeaderIn,
   type ResolvedTenantValue,
   type TenantBinder,
   type TenantResolver,
@@ -19,6 +21,8 @@ import type { Tenant } from '../tenant.js'
 export type { TenantBinder, TenantResolver, ResolvedTenantValue } from './shared.js'
 export { isRlsViolation } from '../classify/rls-violation.js'
 export { httpStatusOf, tenantErrorOf } from '../classify/error-status.js'
+export { errorResponseOf } from '../classify/error-response.js'
+export type { ErrorBody, ErrorResponse, ErrorResponseOptions } from '../classify/error-response.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -108,6 +112,11 @@ function pgTenant(
       else next()
       return
     }
+    const repeated = repeatedHeaderIn(request.raw, tenant)
+    if (repeated !== undefined) {
+      next(repeatedHeaderError(repeated))
+      return
+    }
     let entered = false
     try {
       db.runWithTenant(tenant as Tenant, () => {
@@ -176,7 +185,12 @@ function pgTenant(
  *
  * Refusals go through Fastify's error handling, with `statusCode` set:
  * - no tenant and `required` (default): `TenantRequiredError`, 401;
- * - an invalid tenant (empty, too long, an array from a repeated header): `InvalidTenantError`, 400;
+ * - an invalid tenant (empty, too long, an array): `InvalidTenantError`, 400;
+ * - a tenant read from a header the request sent more than once: `InvalidTenantError`, 400. Node
+ *   joins the values of a repeated header into one string (`x-org-id: a` twice with `b` reaches
+ *   `request.headers['x-org-id']` as `'a, b'`); the plugin compares a tenant containing `", "`
+ *   with the request's separate header lines (`request.raw.headersDistinct`) and refuses it when
+ *   it holds such a joined value. A single header whose value contains `", "` is not refused;
  * - a role that is not on the pool's `roles` allow-list: `RoleNotAllowedError`, 403;
  * - `resolve` throwing or rejecting: that error.
  *
@@ -184,16 +198,17 @@ function pgTenant(
  * carry none of their own: the status of a pg-tenant error an ORM or your code wrapped (Drizzle's
  * `DrizzleQueryError` has it as `cause`; 401 for a wrapped `TenantRequiredError`), and 403 for a
  * write refused by an RLS policy, wrapped or not (see {@link isRlsViolation}). Fastify's default
- * error handler answers with it; in your own, use {@link httpStatusOf}, which also reads the
- * error's own status.
+ * error handler answers with it, but also sends the error's message, which for a database error is
+ * PostgreSQL's own: in your error handler, answer with {@link errorResponseOf} (the status and a
+ * JSON body with no database message in it).
  *
  * Register it before the hooks and routes that query. It applies to the context it is registered
  * in (and its children): register it inside a child context to leave other routes public.
  *
  * @example
  * ```ts
- * import Fastify from 'fastify'
- * import { tenantPlugin, httpStatusOf } from 'pg-tenant/fastify'
+ * import Fastify, { type FastifyError } from 'fastify'
+ * import { tenantPlugin, errorResponseOf } from 'pg-tenant/fastify'
  *
  * const app = Fastify()
  * await app.register(tenantPlugin, {
@@ -205,9 +220,11 @@ function pgTenant(
  *   request.tenant // 'org_42'
  *   return (await db.query('select * from events')).rows // this tenant's rows only
  * })
- * app.setErrorHandler((err, request, reply) => {
- *   // 403 for an RLS refusal, 401 for TenantRequiredError, also when an ORM wrapped them
- *   reply.code(httpStatusOf(err) ?? 500).send({ error: err.message })
+ * app.setErrorHandler((err: FastifyError, request, reply) => {
+ *   // 401 TENANT_REQUIRED, 400 INVALID_TENANT, 403 RLS_VIOLATION (also when an ORM wrapped them)
+ *   const { status, body } = errorResponseOf(err, { expose: err.validation !== undefined })
+ *   if (status >= 500) request.log.error(err)
+ *   return reply.code(status).send(body) // { "error": { "code": "...", "message": "..." } }
  * })
  * ```
  */

@@ -64,23 +64,42 @@ export function ownHttpStatus(err: unknown): number | undefined {
   return httpStatus(readField(err, 'status')) ?? httpStatus(readField(err, 'statusCode'))
 }
 
+/** What pg-tenant knows of an error: the HTTP status to answer with and the code that names it. */
+export interface ChainClass {
+  readonly status: number
+  /** A pg-tenant error code, or `'RLS_VIOLATION'` for a write refused by an RLS policy. */
+  readonly code: TenantPoolErrorCode | 'RLS_VIOLATION'
+}
+
+/**
+ * What pg-tenant knows of `err`'s chain, ignoring the outermost error's own status: the first of,
+ * outermost first, a pg-tenant error (its status and code), a pg-tenant error an ORM rebuilt (the
+ * status of its code), an RLS violation (403, `RLS_VIOLATION`). `undefined` when the chain holds
+ * none.
+ */
+export function chainClassOf(err: unknown): ChainClass | undefined {
+  return walkErrorChain<ChainClass>(err, (node) => {
+    if (isTenantPoolError(node)) {
+      return { status: httpStatus(readField(node, 'status')) ?? 500, code: readField(node, 'code') as TenantPoolErrorCode }
+    }
+    const code = readField(node, 'code')
+    if (typeof code === 'string' && Object.hasOwn(STATUS_BY_CODE, code)) {
+      const name = readField(node, 'name')
+      if (typeof name === 'string' && REBUILDERS.has(name)) {
+        return { status: STATUS_BY_CODE[code as TenantPoolErrorCode], code: code as TenantPoolErrorCode }
+      }
+    }
+    return isRlsViolationShape(node) ? { status: 403, code: 'RLS_VIOLATION' } : undefined
+  })
+}
+
 /**
  * What pg-tenant knows of `err`'s chain, ignoring the outermost error's own status: the first of,
  * outermost first, a pg-tenant error (its status), a pg-tenant error an ORM rebuilt (the status of
  * its code), an RLS violation (403). `undefined` when the chain holds none.
  */
 export function chainHttpStatus(err: unknown): number | undefined {
-  return walkErrorChain(err, (node) => {
-    if (isTenantPoolError(node)) return httpStatus(readField(node, 'status')) ?? 500
-    const code = readField(node, 'code')
-    if (typeof code === 'string' && Object.hasOwn(STATUS_BY_CODE, code)) {
-      const name = readField(node, 'name')
-      if (typeof name === 'string' && REBUILDERS.has(name)) {
-        return STATUS_BY_CODE[code as TenantPoolErrorCode]
-      }
-    }
-    return isRlsViolationShape(node) ? 403 : undefined
-  })
+  return chainClassOf(err)?.status
 }
 
 /**
@@ -134,9 +153,10 @@ export function tenantErrorOf(err: unknown): TenantPoolError | undefined {
  * ```ts
  * import { httpStatusOf } from 'pg-tenant/express'
  *
- * app.use((err, req, res, next) => {
+ * app.use((err: unknown, req: express.Request, res: express.Response, next: express.NextFunction) => {
  *   // 401 for a TenantRequiredError, also inside a DrizzleQueryError; 403 for an RLS refusal
- *   res.status(httpStatusOf(err) ?? 500).json({ error: err.message })
+ *   res.status(httpStatusOf(err) ?? 500).json({ error: 'request failed' }) // never err.message:
+ *   // for a database error it is PostgreSQL's (errorResponseOf gives a safe body)
  * })
  * ```
  */

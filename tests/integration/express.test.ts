@@ -20,6 +20,7 @@ import {
 } from '../setup/pg-tenant.js'
 import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
 import { call, callVia, jitter, listen, pooled, shuffled, sleep, type Listening } from '../setup/http.js'
+import { callRepeated } from './example-checks.js'
 
 type Express = typeof express5
 const FRAMEWORKS: Array<[string, Express]> = [
@@ -301,6 +302,33 @@ describe.each(FRAMEWORKS)('%s', (name, express) => {
       expect(rows[0].n).toBe(0)
     })
 
+    it("refuses with 400 a tenant from a header sent twice (Node joins it as 'a, b'), not one that contains ', '", async () => {
+      const url = app.server.url
+      const before = app.hits()
+      // Two header lines: req.get('x-org-id') is 'org_a, org_b', and the resolver returns it.
+      const twice = await callRepeated(`${url}/whoami`, { 'x-org-id': ['org_a', 'org_b'] })
+      expect(twice).toMatchObject({ status: 400, body: { code: 'INVALID_TENANT', tenant: null } })
+      expect(twice.body.message).toMatch(/x-org-id header, which the request sent more than once/)
+      const async = await callRepeated(`${url}/whoami`, { 'x-org-id': ['org_a', 'org_b'], 'x-async-resolve': '1' })
+      expect(async).toMatchObject({ status: 400, body: { code: 'INVALID_TENANT' } })
+      const writes = await callRepeated(`${url}/events`, { 'x-org-id': ['org_a', 'org_b'] }, { kind: 'x', payload: 'x' })
+      expect(writes).toMatchObject({ status: 400, body: { code: 'INVALID_TENANT' } })
+      // A role from a repeated header: 400 as well, before the allow-list is asked.
+      const roles = await callRepeated(`${url}/clients`, { 'x-sales': [t.roles.sales[0]!, t.roles.sales[1]!] })
+      expect(roles).toMatchObject({ status: 400, body: { code: 'INVALID_TENANT' } })
+      expect(app.hits()).toBe(before)
+
+      // One header line whose value holds ', ' is a tenant id like any other.
+      const once = await call(`${url}/whoami/db`, { headers: { 'x-org-id': 'org_a, org_b' } })
+      expect(once).toMatchObject({ status: 200, body: { tenant: 'org_a, org_b', setting: 'org_a, org_b' } })
+      // Another header sent twice does not matter, nor the tenant header sent twice with one value
+      // that the joined value does not appear in.
+      const other = await callRepeated(`${url}/whoami`, { 'x-org-id': 'org_a', 'x-trace': ['1', '2'] })
+      expect(other).toMatchObject({ status: 200, body: { tenant: 'org_a' } })
+      const { rows } = await t.admin(`select count(*)::int n from events where kind = 'x'`)
+      expect(rows[0].n).toBe(0)
+    })
+
     it('answers a write refused by an RLS policy with 403 through isRlsViolation', async () => {
       const r = await call(`${app.server.url}/events/forged`, {
         headers: { 'x-org-id': 'org_a' },
@@ -427,6 +455,36 @@ describe('tenantMiddleware', () => {
     expect(calls[6]!.err).toBeInstanceOf(InvalidTenantError)
     expect(calls[6]!.err).toMatchObject({ status: 400, statusCode: 400 })
     expect(calls.slice(2).every((c) => c.tenant === undefined)).toBe(true)
+  })
+
+  it('tells a header sent twice from its raw lines when the request has no headersDistinct', async () => {
+    const run = (req: object, tenant: unknown) =>
+      new Promise<unknown>((done) => {
+        tenantMiddleware(db, { resolve: () => tenant as string })(req, {}, (err?: unknown) => done(err ?? db.currentTenant()))
+      })
+    const raw = { rawHeaders: ['X-Org-Id', 'Org_A', 'Host', 'h', 'x-org-id', 'org_b'] }
+    expect(await run(raw, 'org_a, org_b')).toBeInstanceOf(InvalidTenantError) // case-insensitive
+    expect(await run(raw, { id: 'x', settings: { 'app.user_id': 'u:org_a, org_b' } })).toBeInstanceOf(InvalidTenantError)
+    expect(await run(raw, 'org_a')).toBe('org_a')
+    expect(await run({ rawHeaders: ['x-org-id', 'org_a, org_b'] }, 'org_a, org_b')).toBe('org_a, org_b')
+    expect(await run({}, 'org_a, org_b')).toBe('org_a, org_b') // nothing to tell by: as given
+    expect(await run({ headersDistinct: { 'x-org-id': ['a', 'b'] } }, 'a, b')).toBeInstanceOf(InvalidTenantError)
+  })
+
+  it("adds nothing to req, and Express's Request type declares nothing of pg-tenant's", () => {
+    // Type-checked by `npm run typecheck`: the day the middleware claims a req.tenant, this line
+    // fails to compile until the claim has its declaration (and this test its update).
+    const read = (req: Request) =>
+      // @ts-expect-error tenantMiddleware adds no property to req: use db.currentTenant()
+      req.tenant
+    const req = { get: () => 'org_a' } as unknown as Request
+    let seen: unknown = 'not called'
+    tenantMiddleware(db, { resolve: (r: Request) => r.get('x-org-id') })(req, {}, () => {
+      seen = db.currentTenant()
+    })
+    expect(seen).toBe('org_a')
+    expect(read(req)).toBeUndefined()
+    expect(Object.keys(req)).toEqual(['get'])
   })
 })
 

@@ -12,6 +12,7 @@ import { httpStatusOf, tenantPlugin } from '../../src/adapters/fastify.js'
 import { createTenantPool, isRlsViolation, TenantRequiredError, type TenantPool } from '../setup/pg-tenant.js'
 import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
 import { call, callVia, jitter, pooled, shuffled, sleep } from '../setup/http.js'
+import { callRepeated } from './example-checks.js'
 
 const TENANTS = ['org_a', 'org_b', 'org_c', 'org_d']
 
@@ -298,6 +299,31 @@ describe('tenantPlugin', () => {
     expect(thrown.body.message).toBe('resolver failed')
 
     expect(s.hits()).toBe(before)
+    const { rows } = await t.admin(`select count(*)::int n from events where kind = 'x'`)
+    expect(rows[0].n).toBe(0)
+  })
+
+  it("refuses with 400 a tenant from a header sent twice (Node joins it as 'a, b'), not one that contains ', '", async () => {
+    const before = s.hits()
+    // Two header lines: request.headers['x-org-id'] is 'org_a, org_b', and the resolver returns it.
+    const twice = await callRepeated(`${s.url}/whoami`, { 'x-org-id': ['org_a', 'org_b'] })
+    expect(twice).toMatchObject({ status: 400, body: { code: 'INVALID_TENANT', tenant: null, requestTenant: null } })
+    expect(twice.body.message).toMatch(/x-org-id header, which the request sent more than once/)
+    const async = await callRepeated(`${s.url}/whoami`, { 'x-org-id': ['org_a', 'org_b'], 'x-async-resolve': '1' })
+    expect(async).toMatchObject({ status: 400, body: { code: 'INVALID_TENANT' } })
+    const writes = await callRepeated(`${s.url}/events`, { 'x-org-id': ['org_a', 'org_b'] }, { kind: 'x', payload: 'x' })
+    expect(writes).toMatchObject({ status: 400, body: { code: 'INVALID_TENANT' } })
+    // A role from a repeated header: 400 as well, before the allow-list is asked.
+    const roles = await callRepeated(`${s.url}/clients`, { 'x-sales': [t.roles.sales[0]!, t.roles.sales[1]!] })
+    expect(roles).toMatchObject({ status: 400, body: { code: 'INVALID_TENANT' } })
+    expect(s.hits()).toBe(before)
+
+    // One header line whose value holds ', ' is a tenant id like any other.
+    const once = await call(`${s.url}/whoami/db`, { headers: { 'x-org-id': 'org_a, org_b' } })
+    expect(once).toMatchObject({ status: 200, body: { tenant: 'org_a, org_b', setting: 'org_a, org_b' } })
+    // Another header sent twice does not matter.
+    const other = await callRepeated(`${s.url}/whoami`, { 'x-org-id': 'org_a', 'x-trace': ['1', '2'] })
+    expect(other).toMatchObject({ status: 200, body: { tenant: 'org_a', requestTenant: 'org_a' } })
     const { rows } = await t.admin(`select count(*)::int n from events where kind = 'x'`)
     expect(rows[0].n).toBe(0)
   })

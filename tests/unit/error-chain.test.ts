@@ -1,5 +1,5 @@
 /**
- * isRlsViolation, tenantErrorOf and httpStatusOf on the errors each ORM throws, built exactly as
+ * isRlsViolation, tenantErrorOf, httpStatusOf and errorResponseOf on the errors each ORM throws, built exactly as
  * the ORM builds them (each helper below cites the ORM source it follows), and on odd inputs.
  * tests/integration/rls-violation.test.ts runs the same against a real PostgreSQL and Drizzle.
  */
@@ -8,6 +8,8 @@ import pg from 'pg'
 import { describe, expect, it } from 'vitest'
 import { chainHttpStatus, ownHttpStatus } from '../../src/classify/error-status.js'
 import { walkErrorChain } from '../../src/classify/error-chain.js'
+import { errorResponseOf, type ErrorResponse } from '../../src/adapters/express.js'
+import { errorResponseOf as fastifyErrorResponseOf } from '../../src/adapters/fastify.js'
 import {
   httpStatusOf,
   InvalidIdentifierError,
@@ -556,5 +558,103 @@ describe('odd inputs', () => {
         return (node as Error).message
       }),
     ).toBe('y')
+  })
+})
+
+describe('errorResponseOf', () => {
+  const answer = (status: number, code: string, message: string): ErrorResponse => ({
+    status,
+    body: { error: { code, message } },
+  })
+  /** Everything an answer's JSON may not contain, whatever the error said. */
+  const leaks = /violates|row-level security policy|permission denied|does not exist|sales_9|secret_role|app\.tenant_id|insert into|select|division|at |\.ts:/i
+
+  it('answers each pg-tenant error with its status, its code and a fixed message, wrapped or rebuilt', () => {
+    const cases: Array<[TenantPoolError, ErrorResponse]> = [
+      [new TenantRequiredError(), answer(401, 'TENANT_REQUIRED', 'this request needs a tenant')],
+      [new InvalidTenantError('invalid setting name "app.tenant_id"'), answer(400, 'INVALID_TENANT', "this request's tenant is invalid")],
+      [new RoleNotAllowedError('secret_role'), answer(403, 'ROLE_NOT_ALLOWED', "this request's tenant may not be used")],
+      [
+        new RoleSwitchError('sales_9', pgError({ message: 'role "sales_9" does not exist', code: '42704', routine: 'get_role_oid' })),
+        answer(403, 'ROLE_SWITCH_FAILED', "this request's tenant may not be used"),
+      ],
+    ]
+    for (const [err, expected] of cases) {
+      expect(errorResponseOf(err)).toEqual(expected)
+      expect(errorResponseOf(new Error('route failed', { cause: err }))).toEqual(expected)
+      expect(errorResponseOf(new DrizzleQueryError('select 1', [], err))).toEqual(expected)
+      expect(errorResponseOf(new QueryFailedError('select 1', [], err))).toEqual(expected) // own status copied
+      expect(errorResponseOf(prismaRebuilt(err))).toEqual(expected)
+      expect(JSON.stringify(errorResponseOf(err))).not.toMatch(leaks)
+    }
+    // The 5xx ones: a generic 500, their code kept in the log.
+    for (const err of [new ScopeClosedError(), new TenantMismatchError(), new TransactionAbortedError(), new InvalidOptionsError('x')]) {
+      expect(errorResponseOf(err)).toEqual(answer(500, 'INTERNAL_SERVER_ERROR', 'Internal Server Error'))
+      expect(errorResponseOf(new Error('x', { cause: err }))).toEqual(answer(500, 'INTERNAL_SERVER_ERROR', 'Internal Server Error'))
+    }
+  })
+
+  it('answers an RLS refusal 403 RLS_VIOLATION through every ORM wrapper, and other database errors a bare 500', () => {
+    const rls = answer(403, 'RLS_VIOLATION', 'this tenant may not write this row')
+    for (const err of [
+      rlsError(),
+      knexError(rlsError(), sql),
+      kyselyError(rlsError()),
+      new DrizzleQueryError(sql, [], rlsError()),
+      new QueryFailedError(sql, [], rlsError()),
+      prismaKnownError(rlsError()),
+      mikroOrmConvert(rlsError() as pg.DatabaseError & Record<string, unknown>),
+      new SequelizeDatabaseError(rlsError()),
+    ]) {
+      expect(errorResponseOf(err)).toEqual(rls)
+    }
+    for (const err of [grantError(), divisionError(), new DrizzleQueryError(sql, [], grantError()), new Error('boom'), 'a string', undefined, null, 42]) {
+      const r = errorResponseOf(err)
+      expect(r).toEqual(answer(500, 'INTERNAL_SERVER_ERROR', 'Internal Server Error'))
+      expect(JSON.stringify(r)).not.toMatch(leaks)
+    }
+  })
+
+  it("answers the application's own 4xx with the status's name, and its message only when exposed", () => {
+    const own = (status: number, message: string, extra: object = {}) => Object.assign(new Error(message), { status }, extra)
+    expect(errorResponseOf(own(404, 'no such client'))).toEqual(answer(404, 'NOT_FOUND', 'Not Found'))
+    expect(errorResponseOf(own(404, 'no such client', { expose: true }))).toEqual(answer(404, 'NOT_FOUND', 'no such client'))
+    expect(errorResponseOf(own(400, 'name must be a string'), { expose: true })).toEqual(answer(400, 'BAD_REQUEST', 'name must be a string'))
+    expect(errorResponseOf(own(400, 'x', { expose: true }), { expose: false })).toEqual(answer(400, 'BAD_REQUEST', 'Bad Request'))
+    expect(errorResponseOf(Object.assign(new Error('too big'), { statusCode: 413 }))).toEqual(answer(413, 'PAYLOAD_TOO_LARGE', 'Payload Too Large'))
+    expect(errorResponseOf(own(499, 'x'))).toEqual(answer(499, 'HTTP_499', 'HTTP 499'))
+    // An app's own code is not taken over: each code keeps one status.
+    expect(errorResponseOf(own(400, 'x', { code: 'TENANT_REQUIRED', expose: true })).body.error.code).toBe('BAD_REQUEST')
+    // 5xx never show their message, exposed or not.
+    expect(errorResponseOf(own(503, 'db down: select 1 failed', { expose: true }), { expose: true })).toEqual(
+      answer(503, 'SERVICE_UNAVAILABLE', 'Service Unavailable'),
+    )
+    // An own status beside a wrapped refusal: the own status wins, and then its name is the code.
+    expect(errorResponseOf(own(409, 'conflict', { cause: rlsError() }))).toEqual(answer(409, 'CONFLICT', 'Conflict'))
+    expect(errorResponseOf(own(403, 'refused', { cause: rlsError() }))).toEqual(answer(403, 'RLS_VIOLATION', 'this tenant may not write this row'))
+    // An exposed message replaces the fixed one, but not the code.
+    const exposed = Object.assign(new InvalidTenantError('x-org-id must be a UUID'), { expose: true })
+    expect(errorResponseOf(exposed)).toEqual(answer(400, 'INVALID_TENANT', 'x-org-id must be a UUID'))
+  })
+
+  it('never throws, whatever it is given, and is the same function in both adapters', () => {
+    const hostile = new Proxy(
+      {},
+      {
+        get() {
+          throw new Error('trap')
+        },
+      },
+    )
+    const throwingOptions = Object.defineProperty({}, 'expose', {
+      get() {
+        throw new Error('getter')
+      },
+    })
+    expect(errorResponseOf(hostile)).toEqual(answer(500, 'INTERNAL_SERVER_ERROR', 'Internal Server Error'))
+    expect(errorResponseOf(Object.assign(new Error('x'), { status: 400 }), throwingOptions)).toEqual(
+      answer(500, 'INTERNAL_SERVER_ERROR', 'Internal Server Error'),
+    )
+    expect(fastifyErrorResponseOf).toBe(errorResponseOf)
   })
 })
