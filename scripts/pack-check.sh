@@ -49,6 +49,7 @@ grep -qx 'dist/index\.cjs' <<<"$files" || fail "no dist/ in the tarball"
 ! grep -E '\.map$' <<<"$files" || fail "source maps in the tarball (above)"
 ! grep -Ev '^(dist/|README\.md$|CHANGELOG\.md$|LICENSE$|package\.json$)' <<<"$files" ||
   fail "files outside dist/ and the docs in the tarball (above)"
+! grep -rl 'sourceMappingURL' "$work/unpacked/package" || fail "files above point at source maps"
 # A path of the machine that built it (the clone, the repository) would be in a source map or in
 # code that names its own file; none may ship.
 for dir in "$work" "$root"; do
