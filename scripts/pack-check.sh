@@ -39,9 +39,10 @@ tarball="${tarballs[0]}"
 mkdir "$work/unpacked"
 tar -xzf "$tarball" -C "$work/unpacked"
 files="$(cd "$work/unpacked/package" && find . -type f | sed 's|^\./||' | sort)"
-count="$(printf '%s\n' "$files" | wc -l)"
-packed="$(wc -c <"$tarball")"
-unpacked="$(find "$work/unpacked/package" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')"
+count="$(($(printf '%s\n' "$files" | wc -l)))"
+# Portable sums (no GNU find -printf); $((...)) drops the padding BSD wc adds.
+packed="$(($(wc -c <"$tarball")))"
+unpacked="$(($(find "$work/unpacked/package" -type f -exec cat {} + | wc -c)))"
 echo "$(basename "$tarball"): packed $packed bytes ($((packed / 1024)) kB), unpacked $unpacked bytes ($((unpacked / 1024)) kB), $count files"
 printf '%s\n' "$files" | sed 's/^/  /'
 
