@@ -3,6 +3,12 @@ import { defineConfig } from 'tsup'
 // Dual ESM + CJS output. tsup copies shared modules into each CJS entry, so anything that must be
 // unique per process (the AsyncLocalStorage, error identity) is keyed on globalThis, not on module
 // identity: see src/context.ts and src/errors.ts.
+//
+// keepNames: the CJS build rewrites classes with static fields as `(_class2 = class ..., _class2)`,
+// which loses the class's name; errors set `this.name = new.target.name`, so without it a CJS
+// TenantRequiredError would print as `_class2: ...`. scripts/pack-check.sh checks every export.
+// sourcemap: none are shipped. They would point at src/, which the package does not contain, and
+// the code is not minified, so stack traces already read as the source.
 export default defineConfig([
   {
     // `doctor` (pg-tenant/doctor) is an entry of its own: db.doctor() imports it dynamically, and
@@ -18,9 +24,10 @@ export default defineConfig([
     external: ['express', 'fastify', 'fastify-plugin'],
     format: ['esm', 'cjs'],
     dts: true,
-    sourcemap: true,
-    // Both builds write to dist/ at once: leave the command line's files to its own build.
-    clean: ['**/*', '!cli.js', '!cli.js.map'],
+    sourcemap: false,
+    keepNames: true,
+    // Both builds write to dist/ at once: leave the command line's file to its own build.
+    clean: ['**/*', '!cli.js'],
     target: 'node20',
     platform: 'node',
     splitting: true,
@@ -32,7 +39,8 @@ export default defineConfig([
     entry: { cli: 'src/cli.ts' },
     format: ['esm'],
     dts: false,
-    sourcemap: true,
+    sourcemap: false,
+    keepNames: true,
     clean: false,
     target: 'node20',
     platform: 'node',

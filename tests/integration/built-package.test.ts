@@ -109,6 +109,62 @@ it('refuses a pg it cannot drive from both builds, naming its version', async ()
   }
 })
 
+it('keeps every exported class name in both builds: errors print as themselves, never as _class2', async () => {
+  // By package name, every runtime entry of package.json "exports"; scripts/pack-check.sh checks
+  // the same on the packed tarball.
+  const manifest = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'))
+  const specifiers = Object.keys(manifest.exports)
+    .filter((key) => key !== './package.json')
+    .map((key) => (key === '.' ? 'pg-tenant' : `pg-tenant/${key.slice(2)}`))
+  const program = `
+    const out = []
+    const probe = (X) => { try { return new X('probe') } catch { return new X() } }
+    for (const specifier of ${JSON.stringify(specifiers)}) {
+      for (const [build, mod] of [['esm', await import(specifier)], ['cjs', require(specifier)]]) {
+        for (const [name, value] of Object.entries(mod)) {
+          if (typeof value !== 'function' || !/^class\\b/.test(Function.prototype.toString.call(value))) continue
+          const row = { specifier, build, name, className: value.name }
+          if (value.prototype instanceof Error) {
+            const err = probe(value)
+            Object.assign(row, { errName: err.name, text: String(err).split(':')[0] })
+          }
+          out.push(row)
+        }
+      }
+    }
+    console.log(JSON.stringify(out))`
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    ['--input-type=module', '-e', `import { createRequire } from 'node:module'; const require = createRequire(process.cwd() + '/x.js');${program}`],
+    { cwd: root },
+  )
+  const rows: { specifier: string; build: string; name: string; className: string; errName?: string; text?: string }[] =
+    JSON.parse(stdout)
+  const errors = rows.filter((row) => row.errName !== undefined)
+  // Every error class src/errors.ts declares (TenantPoolError and its subclasses) is exported by
+  // the core, in each build, so the loops below cover them all.
+  const declared = [...fs.readFileSync(path.join(root, 'src/errors.ts'), 'utf8').matchAll(/^export class (\w+)/gm)]
+    .map((m) => m[1])
+    .sort()
+  expect(declared.length).toBeGreaterThan(10)
+  for (const build of ['esm', 'cjs']) {
+    const names = errors.filter((row) => row.specifier === 'pg-tenant' && row.build === build).map((row) => row.name)
+    expect(names.sort(), build).toEqual(declared)
+  }
+  for (const row of rows) expect(row.className, `${row.build} ${row.specifier} ${row.name}`).toBe(row.name)
+  for (const row of errors) {
+    expect([row.errName, row.text], `${row.build} ${row.specifier} ${row.name}`).toEqual([row.name, row.name])
+  }
+})
+
+it('ships no source maps and no references to them', () => {
+  const files = fs.readdirSync(path.join(root, 'dist'))
+  expect(files.filter((file) => file.endsWith('.map'))).toEqual([])
+  for (const file of files) {
+    expect(fs.readFileSync(path.join(root, 'dist', file), 'utf8'), file).not.toContain('sourceMappingURL')
+  }
+})
+
 it('builds CommonJS without import.meta, which would not parse there', () => {
   const cjs = fs.readdirSync(path.join(root, 'dist')).filter((file) => file.endsWith('.cjs'))
   expect(cjs.length).toBeGreaterThan(4)
