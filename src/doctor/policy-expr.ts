@@ -197,3 +197,8 @@ export function tenantPredicates(expr: string, columns: readonly string[], setti
 export function replaceSpan(expr: string, span: Span, text: string): string {
   return expr.slice(0, span.start) + text + expr.slice(span.end)
 }
+
+/** `expr` in exactly one pair of parentheses, for `USING (...)` and `WITH CHECK (...)`. */
+export function parenthesized(expr: string): string {
+  return `(${unwrap(expr, { text: expr, start: 0, end: expr.length }).text})`
+}

@@ -7,7 +7,7 @@
  * in another condition (`... OR is_public`) would let the copy admit another tenant's rows. Without
  * a recognisable tenant predicate, the standard tenant condition.
  */
-import { standardCondition } from '../fixes.js'
+import { columnCondition, standardCondition } from '../fixes.js'
 import { disjuncts, tenantPredicates } from '../policy-expr.js'
 import type { Rule } from '../rule.js'
 
@@ -27,13 +27,16 @@ export const policyNoWithCheck: Rule<'policy', 'POLICY_NO_WITH_CHECK'> = {
         ? ` Its USING ORs in other conditions (${branches.filter((b) => predicate === undefined || b.end <= predicate.span.start || b.start >= predicate.span.end).map((b) => b.text).join(' OR ')}): through them a tenant can write rows of another tenant today`
         : ''
     // One AND-ed condition holding the tenant predicate is a safe write rule as it stands; with an
-    // OR, only the tenant predicate itself is.
+    // OR, only the tenant predicate is: on the setting, in the standard form on the same column
+    // (nullif, missing_ok, the setting cast to the column's type); on current_user, as written.
     const condition =
       insertOnly || predicate === undefined
         ? standardCondition(tenantTable, opts.setting)
-        : branches.length > 1
-          ? predicate.span.text
-          : row.qual!
+        : branches.length === 1
+          ? row.qual!
+          : predicate.setting === undefined
+            ? predicate.span.text
+            : columnCondition(tenantTable, predicate.column, predicate.setting)
     return {
       severity: 'error',
       code: 'POLICY_NO_WITH_CHECK',

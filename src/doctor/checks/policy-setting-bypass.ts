@@ -1,7 +1,6 @@
 /**
  * POLICY_SETTING_BYPASS (warning): a policy (on any table in the schemas checked) ORs in, at the
- * top level of USING or WITH CHECK, a branch that reads a setting other than the tenant setting
- * and no tenant column: `... OR current_setting('app.bypass_rls', true) = 'on'`. Any session can
+ * top level of USING or WITH CHECK, a branch decided by a setting other than the tenant setting: `... OR current_setting('app.bypass_rls', true) = 'on'`. Any session can
  * set any custom setting (`set_config` needs no privilege), so whoever can run SQL as the login
  * role (a bug, an injection, a console) turns isolation off for itself. Fix: the policy without
  * that branch; work that must see every tenant runs as a role with BYPASSRLS (or a role a policy
@@ -9,11 +8,13 @@
  *
  * Heuristic (see policy-expr.ts): only top-level OR branches are read, so a bypass nested under an
  * AND is not seen; a branch counts when it calls `current_setting('<another setting>')` with a
- * literal name and names no tenant column, whatever it compares the setting with.
+ * literal name, names no tenant column, and every one of its top-level AND terms reads a setting
+ * (`is_public AND current_setting('app.region') = 'eu'` is not a bypass: the row must be public),
+ * whatever it compares the setting with.
  */
 import { quoteLiteral } from '../../sql/ident.js'
 import { names, standardCondition } from '../fixes.js'
-import { disjuncts, type Span } from '../policy-expr.js'
+import { conjuncts, disjuncts, type Span } from '../policy-expr.js'
 import type { PolicySubject, Rule } from '../rule.js'
 import { findSettingCalls } from '../setting-calls.js'
 
@@ -25,6 +26,9 @@ function bypassesOf(expr: string, setting: string, columns: readonly string[]): 
     const calls = findSettingCalls(branch.text)
     const others = calls.map((c) => c.setting).filter((s): s is string => s !== undefined && s !== setting)
     if (others.length === 0 || calls.some((c) => c.setting === setting)) return []
+    // Every AND term must read a setting: `is_public AND current_setting(...) = 'eu'` still needs
+    // the row to be public, so the setting alone does not open the table.
+    if (!conjuncts(expr, branch).every((term) => findSettingCalls(term.text).length > 0)) return []
     const words = new Set((branch.text.replace(/'(?:[^']|'')*'/g, '').match(/"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*/g) ?? [])
       .map((w) => (w.startsWith('"') ? w.slice(1, -1).replaceAll('""', '"') : w.toLowerCase())))
     if (columns.some((c) => words.has(c))) return []
