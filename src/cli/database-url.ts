@@ -8,7 +8,14 @@
  */
 import { UsageError } from './usage-error.js'
 
-/** Options of {@link parseDatabaseUrl}. */
+/**
+ * Options of {@link parseDatabaseUrl}.
+ *
+ * @example
+ * ```ts
+ * const options: ParseDatabaseUrlOptions = { source: 'DATABASE_URL', command: 'probe' }
+ * ```
+ */
 export interface ParseDatabaseUrlOptions {
   /** Where the string came from, for messages: `'--url'` (default) or `'DATABASE_URL'`. */
   readonly source?: string | undefined

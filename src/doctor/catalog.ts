@@ -192,7 +192,14 @@ export async function readTenantTables(query: Query, opts: DoctorOptions): Promi
   )
 }
 
-/** The schemas named in `schemas` that do not exist (pg_namespace); none when no list was given. */
+/**
+ * The schemas named in `schemas` that do not exist (pg_namespace); none when no list was given.
+ *
+ * @example
+ * ```ts
+ * await readMissingSchemas(query, { ...opts, schemas: ['public', 'pubilc'] }) // ['pubilc']
+ * ```
+ */
 export async function readMissingSchemas(query: Query, opts: DoctorOptions): Promise<string[]> {
   if (opts.schemas === null || opts.schemas.length === 0) return []
   const rows = await query<{ name: string }>(

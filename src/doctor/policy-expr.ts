@@ -15,14 +15,29 @@
  */
 import { findSettingCalls } from './setting-calls.js'
 
-/** A piece of an expression, with its offsets in the whole expression. */
+/**
+ * A piece of an expression, with its offsets in the whole expression.
+ *
+ * @example
+ * ```ts
+ * const span: Span = { text: 'is_public', start: 56, end: 65 }
+ * ```
+ */
 export interface Span {
   readonly text: string
   readonly start: number
   readonly end: number
 }
 
-/** A tenant predicate: a tenant column compared with `=` to the tenant setting or current_user. */
+/**
+ * A tenant predicate: a tenant column compared with `=` to the tenant setting or current_user.
+ *
+ * @example
+ * ```ts
+ * const [p] = tenantPredicates(`((org_id)::text = current_setting('app.tenant_id'::text, true))`, ['org_id'], 'app.tenant_id')
+ * p?.columnCast // 'text'
+ * ```
+ */
 export interface TenantPredicate {
   /** The whole comparison, as deparsed. */
   readonly span: Span
@@ -96,7 +111,14 @@ function spanOf(expr: string, start: number, end: number): Span {
   return { text: expr.slice(start, end), start, end }
 }
 
-/** `span` without the parentheses that enclose all of it (any number of them). */
+/**
+ * `span` without the parentheses that enclose all of it (any number of them).
+ *
+ * @example
+ * ```ts
+ * unwrap('((a = 1))', { text: '((a = 1))', start: 0, end: 9 }).text // 'a = 1'
+ * ```
+ */
 export function unwrap(expr: string, span: Span): Span {
   let s = spanOf(expr, span.start, span.end)
   while (s.text.startsWith('(') && closing(expr, s.start, s.end) === s.end - 1) {
@@ -124,12 +146,27 @@ function split(expr: string, span: Span, keyword: 'OR' | 'AND'): Span[] {
   return parts.flatMap((part) => split(expr, part, keyword))
 }
 
-/** The top-level OR branches of an expression (one branch when there is no top-level OR). */
+/**
+ * The top-level OR branches of an expression (one branch when there is no top-level OR).
+ *
+ * @example
+ * ```ts
+ * disjuncts('((org_id = x) OR is_public)').map((s) => s.text) // ['org_id = x', 'is_public']
+ * ```
+ */
 export function disjuncts(expr: string): Span[] {
   return split(expr, { text: expr, start: 0, end: expr.length }, 'OR')
 }
 
-/** The top-level AND terms of one span of `expr`. */
+/**
+ * The top-level AND terms of one span of `expr`.
+ *
+ * @example
+ * ```ts
+ * const e = '((a = 1) AND (b OR c))'
+ * conjuncts(e, disjuncts(e)[0]!).map((s) => s.text) // ['a = 1', 'b OR c']
+ * ```
+ */
 export function conjuncts(expr: string, span: Span): Span[] {
   return split(expr, span, 'AND')
 }
@@ -155,6 +192,12 @@ function columnOf(text: string, columns: readonly string[]): { column: string; c
 /**
  * The tenant predicate `term` is, if it is one: `<tenant column> = <side reading the tenant
  * setting>` or `<tenant column> = current_user`, either way round.
+ *
+ * @example
+ * ```ts
+ * const e = '(owner_name = CURRENT_USER)'
+ * tenantPredicateOf(e, disjuncts(e)[0]!, ['owner_name'], 'app.tenant_id')?.setting // undefined
+ * ```
  */
 export function tenantPredicateOf(
   expr: string,
@@ -184,7 +227,14 @@ export function tenantPredicateOf(
   return undefined
 }
 
-/** Every tenant predicate among the top-level AND terms of the top-level OR branches. */
+/**
+ * Every tenant predicate among the top-level AND terms of the top-level OR branches.
+ *
+ * @example
+ * ```ts
+ * tenantPredicates(policy.row.qual ?? '', table.columns, opts.setting).map((p) => p.column)
+ * ```
+ */
 export function tenantPredicates(expr: string, columns: readonly string[], setting: string): TenantPredicate[] {
   return disjuncts(expr).flatMap((branch) =>
     conjuncts(expr, branch)
@@ -193,12 +243,26 @@ export function tenantPredicates(expr: string, columns: readonly string[], setti
   )
 }
 
-/** `expr` with `span` replaced by `text`. */
+/**
+ * `expr` with `span` replaced by `text`.
+ *
+ * @example
+ * ```ts
+ * replaceSpan('(a = 1)', { text: 'a = 1', start: 1, end: 6 }, 'b = 2') // '(b = 2)'
+ * ```
+ */
 export function replaceSpan(expr: string, span: Span, text: string): string {
   return expr.slice(0, span.start) + text + expr.slice(span.end)
 }
 
-/** `expr` in exactly one pair of parentheses, for `USING (...)` and `WITH CHECK (...)`. */
+/**
+ * `expr` in exactly one pair of parentheses, for `USING (...)` and `WITH CHECK (...)`.
+ *
+ * @example
+ * ```ts
+ * parenthesized('((a = 1))') // '(a = 1)'
+ * ```
+ */
 export function parenthesized(expr: string): string {
   return `(${unwrap(expr, { text: expr, start: 0, end: expr.length }).text})`
 }

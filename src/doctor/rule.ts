@@ -68,7 +68,14 @@ export interface ViewSubject {
   readonly readers: readonly string[]
 }
 
-/** What the options selected: how many tenant tables, and the schemas named that do not exist. */
+/**
+ * What the options selected: how many tenant tables, and the schemas named that do not exist.
+ *
+ * @example
+ * ```ts
+ * const selection: Selection = { tables: 0, missingSchemas: ['pubilc'] }
+ * ```
+ */
 export interface Selection {
   /** How many tenant tables (with a tenant column, in the schemas checked) were found. */
   readonly tables: number
