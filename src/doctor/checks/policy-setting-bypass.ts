@@ -8,15 +8,39 @@
  *
  * Heuristic (see policy-expr.ts): only top-level OR branches are read, so a bypass nested under an
  * AND is not seen; a branch counts when it calls `current_setting('<another setting>')` with a
- * literal name, names no tenant column, and every one of its top-level AND terms reads a setting
- * (`is_public AND current_setting('app.region') = 'eu'` is not a bypass: the row must be public),
- * whatever it compares the setting with.
+ * literal name, names no tenant column, and every one of its top-level AND terms compares a
+ * setting with constants only (`= 'on'`, `::boolean`, `IS NOT NULL`): `is_public AND
+ * current_setting('app.region') = 'eu'` is not a bypass (the row must be public), nor is
+ * `owner_id = current_setting('app.user_id')` (a row rule on another column).
  */
 import { quoteLiteral } from '../../sql/ident.js'
 import { names, standardCondition } from '../fixes.js'
 import { conjuncts, disjuncts, type Span } from '../policy-expr.js'
 import type { PolicySubject, Rule } from '../rule.js'
 import { findSettingCalls } from '../setting-calls.js'
+
+// Words a comparison of a setting with a constant may hold besides the setting call and literals.
+const CONSTANT_WORDS = new Set([
+  'select', 'as', 'nullif', 'coalesce', 'lower', 'upper', 'btrim', 'trim', 'is', 'not', 'null',
+  'true', 'false', 'and', 'or', 'in', 'any', 'array',
+])
+
+/**
+ * Whether a term reads a setting and compares it with constants only (no column): every
+ * `current_setting(...)` call and literal is blanked, then every word left must be a keyword, a
+ * function above, a type after `::` or an alias after `AS`.
+ */
+function settingOnly(term: string): boolean {
+  const calls = findSettingCalls(term)
+  if (calls.length === 0) return false
+  let text = term
+  for (const call of [...calls].sort((a, b) => b.start - a.start)) {
+    text = `${text.slice(0, call.start)} S ${text.slice(call.end)}`
+  }
+  text = text.replace(/'(?:[^']|'')*'/g, ' L ')
+  const words = text.match(/::\s*[A-Za-z_][A-Za-z0-9_ ]*|\bAS\s+(?:"(?:[^"]|"")+"|[A-Za-z_]\w*)|"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$.]*/gi) ?? []
+  return words.every((w) => w === 'S' || w === 'L' || w.startsWith('::') || /^AS\s/i.test(w) || CONSTANT_WORDS.has(w.toLowerCase()))
+}
 
 /** The bypass branches of one expression, and the settings they read. */
 function bypassesOf(expr: string, setting: string, columns: readonly string[]): Array<{ branch: Span; settings: string[] }> {
@@ -26,9 +50,10 @@ function bypassesOf(expr: string, setting: string, columns: readonly string[]): 
     const calls = findSettingCalls(branch.text)
     const others = calls.map((c) => c.setting).filter((s): s is string => s !== undefined && s !== setting)
     if (others.length === 0 || calls.some((c) => c.setting === setting)) return []
-    // Every AND term must read a setting: `is_public AND current_setting(...) = 'eu'` still needs
-    // the row to be public, so the setting alone does not open the table.
-    if (!conjuncts(expr, branch).every((term) => findSettingCalls(term.text).length > 0)) return []
+    // Every AND term must compare a setting with constants only: `is_public AND current_setting(...)
+    // = 'eu'` still needs the row to be public, and `owner_id = current_setting('app.user_id')`
+    // is a row rule, so the setting alone opens nothing.
+    if (!conjuncts(expr, branch).every((term) => settingOnly(term.text))) return []
     const words = new Set((branch.text.replace(/'(?:[^']|'')*'/g, '').match(/"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*/g) ?? [])
       .map((w) => (w.startsWith('"') ? w.slice(1, -1).replaceAll('""', '"') : w.toLowerCase())))
     if (columns.some((c) => words.has(c))) return []
