@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 /**
  * The `pg-tenant` command line: `pg-tenant doctor` runs the RLS doctor against a database,
- * `pg-tenant policy` prints policy SQL. Exit codes: 0 fine, 1 the doctor found an error, 2 the
- * command could not run (bad usage, invalid names, unreachable database).
+ * `pg-tenant policy` prints policy SQL. Exit codes: 0 fine, 1 the doctor found an error (a
+ * selection that matched no tenant table is one: NOTHING_CHECKED), 2 the command could not run
+ * (bad usage, invalid names, a malformed connection URL, an unreachable database). Every user
+ * error is one line on stderr, never a stack trace.
  *
  * Built as ESM only (dist/cli.js). `pg` is loaded at run time, from the user's installation (it is
  * a peer dependency), and only by `doctor`.
@@ -12,6 +14,8 @@ import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { checkRls, type CheckRlsOptions, type Finding } from './doctor/index.js'
+import { describeDatabaseUrl, parseDatabaseUrl } from './cli/database-url.js'
+import { UsageError } from './cli/usage-error.js'
 import { TenantPoolError } from './errors.js'
 import {
   dropRolePolicySql,
@@ -39,7 +43,8 @@ Options:
   -h, --help       show this help; pg-tenant <command> --help shows a command's options
   -v, --version    print the version
 
-Exit codes: 0 fine, 1 the doctor found an error, 2 the command could not run.
+Exit codes: 0 fine, 1 the doctor found an error (or checked nothing), 2 the command could not
+run (bad usage, a malformed connection URL, an unreachable database).
 `
 
 const DOCTOR_HELP = `Usage: pg-tenant doctor --column <name> [options]
@@ -63,7 +68,12 @@ Options:
   --json                 print the findings as a JSON array
   -h, --help             show this help
 
-Exit codes: 0 no error found (warnings allowed), 1 at least one error, 2 the check could not run.
+Exit codes:
+  0  no error found (warnings allowed)
+  1  at least one error, including NOTHING_CHECKED: the --column/--schema selection matched no
+     tenant table, or a --schema does not exist, so a clean result would prove nothing
+  2  the check could not run: bad usage or a malformed --url (nothing was tried), or the
+     database could not be reached or refused the login (the message says which)
 
 Example:
   pg-tenant doctor --url postgres://app_user@localhost/app --column org_id --schema public
@@ -89,15 +99,6 @@ Options:
 Example:
   pg-tenant policy --table events --column org_id --type uuid
 `
-
-/** Bad usage: a message, and the command whose help to point at. Exit code 2. */
-class UsageError extends Error {
-  readonly command: string | undefined
-  constructor(message: string, command?: string) {
-    super(message)
-    this.command = command
-  }
-}
 
 /**
  * Runs the command line with `argv` (without `node` and the script) and returns the exit code.
@@ -219,12 +220,15 @@ async function doctor(args: readonly string[], io: CliIo): Promise<number> {
     scope: scope as CheckRlsOptions['scope'],
     pgbouncer: pgbouncer === 'none' ? false : (pgbouncer as CheckRlsOptions['pgbouncer']),
   }
-  const url = (values.url as string | undefined) ?? io.env.DATABASE_URL
-  if (url === undefined || url === '') {
+  const given = values.url as string | undefined
+  const raw = given ?? io.env.DATABASE_URL
+  if (raw === undefined || (given === undefined && raw === '')) {
     throw usage('no database: pass --url <connection string> or set DATABASE_URL', 'doctor')
   }
+  // Checked before pg sees it: pg's parser turns almost any string into some host and database.
+  const url = parseDatabaseUrl(raw, { source: given === undefined ? 'DATABASE_URL' : '--url', command: 'doctor' })
 
-  const findings = await withClient(url, (client) => checkRls(client, options))
+  const findings = await withClient(raw, url, (client) => checkRls(client, options))
   if (values.json === true) {
     io.stdout(`${JSON.stringify(findings, null, 2)}\n`)
   } else {
@@ -251,30 +255,34 @@ interface ClientLike {
   on(event: 'error', listener: (err: Error) => void): unknown
 }
 
-async function withClient<T>(url: string, fn: (client: ClientLike) => Promise<T>): Promise<T> {
+async function withClient<T>(raw: string, url: URL, fn: (client: ClientLike) => Promise<T>): Promise<T> {
   const Client = await loadPgClient()
+  const where = describeDatabaseUrl(url)
   let client: ClientLike
   try {
-    client = new Client({ connectionString: url, connectionTimeoutMillis: 10_000 })
+    client = new Client({ connectionString: raw, connectionTimeoutMillis: 10_000 })
   } catch (err) {
-    throw new Error(`invalid connection string: ${(err as Error).message}`)
+    throw new CliFailure(`invalid connection string for ${where}: ${describeError(err)}`)
   }
   client.on('error', () => {}) // a connection lost mid-check surfaces as the query's rejection
   try {
     await client.connect()
   } catch (err) {
     await client.end().catch(() => {})
-    throw new Error(`cannot connect to ${describeUrl(url)}: ${describeError(err)}`)
+    throw new CliFailure(`cannot connect to the database at ${where}: ${describeError(err)}`)
   }
   try {
     return await fn(client)
   } catch (err) {
     if (err instanceof TenantPoolError) throw err
-    throw new Error(`the check failed on ${describeUrl(url)}: ${describeError(err)}`)
+    throw new CliFailure(`the check failed on ${where}: ${describeError(err)}`)
   } finally {
     await client.end().catch(() => {})
   }
 }
+
+/** The command ran but could not finish (unreachable database, failed query): exit 2. */
+class CliFailure extends Error {}
 
 async function loadPgClient(): Promise<new (config: object) => ClientLike> {
   // A variable specifier: resolved at run time from the user's installation, never bundled.
@@ -285,20 +293,9 @@ async function loadPgClient(): Promise<new (config: object) => ClientLike> {
     if (typeof Client !== 'function') throw new Error('pg has no Client export')
     return Client as new (config: object) => ClientLike
   } catch (err) {
-    throw new Error(
+    throw new CliFailure(
       `pg-tenant doctor needs the pg package (npm install pg): ${(err as Error).message}`,
     )
-  }
-}
-
-/** host:port/database, without credentials. */
-function describeUrl(url: string): string {
-  try {
-    const parsed = new URL(url)
-    const database = decodeURIComponent(parsed.pathname.replace(/^\//, ''))
-    return `${parsed.hostname || 'localhost'}${parsed.port ? `:${parsed.port}` : ''}${database ? `/${database}` : ''}`
-  } catch {
-    return 'the database'
   }
 }
 

@@ -20,6 +20,7 @@ export type TenantPoolErrorCode =
   | 'RELEASE_FAILED'
   | 'INTERNAL_ERROR'
   | 'TENANT_RESOLVE_FAILED'
+  | 'CLI_USAGE'
 
 // The package may be loaded twice in one process (its ESM and its CJS build, or a subpath entry
 // that carries its own copy of this module). `instanceof` must still hold across those copies, so

@@ -26,6 +26,7 @@ const STATUS_BY_CODE: Readonly<Record<TenantPoolErrorCode, number>> = {
   RELEASE_FAILED: 500,
   INTERNAL_ERROR: 500,
   TENANT_RESOLVE_FAILED: 500,
+  CLI_USAGE: 400,
 }
 
 /**

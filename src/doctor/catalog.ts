@@ -50,6 +50,9 @@ export interface TableRow {
   /** The type name of the first tenant column, and its `format_type()` (trusted SQL). */
   typname: string
   type_sql: string
+  /** The type name and `format_type()` of each tenant column, in the order of `columns`. */
+  typnames: string[]
+  type_sqls: string[]
   /** How many policies it has. */
   policies: number
 }
@@ -174,6 +177,8 @@ export async function readTenantTables(query: Query, opts: DoctorOptions): Promi
             array_agg(a.attname::text order by a.attnum) as columns,
             (array_agg(t.typname::text order by a.attnum))[1] as typname,
             (array_agg(format_type(a.atttypid, null) order by a.attnum))[1] as type_sql,
+            array_agg(t.typname::text order by a.attnum) as typnames,
+            array_agg(format_type(a.atttypid, null) order by a.attnum) as type_sqls,
             (select count(*) from pg_policy p where p.polrelid = c.oid)::int as policies
        from pg_class c
        join pg_namespace n on n.oid = c.relnamespace
@@ -185,6 +190,25 @@ export async function readTenantTables(query: Query, opts: DoctorOptions): Promi
       order by n.nspname, c.relname`,
     [opts.columns, opts.schemas],
   )
+}
+
+/**
+ * The schemas named in `schemas` that do not exist (pg_namespace); none when no list was given.
+ *
+ * @example
+ * ```ts
+ * await readMissingSchemas(query, { ...opts, schemas: ['public', 'pubilc'] }) // ['pubilc']
+ * ```
+ */
+export async function readMissingSchemas(query: Query, opts: DoctorOptions): Promise<string[]> {
+  if (opts.schemas === null || opts.schemas.length === 0) return []
+  const rows = await query<{ name: string }>(
+    `select s.name from unnest($1::text[]) with ordinality as s(name, i)
+      where not exists (select 1 from pg_namespace n where n.nspname = s.name)
+      order by s.i`,
+    [opts.schemas],
+  )
+  return rows.map((r) => r.name)
 }
 
 /** What each subject role may do on each table, by table oid; no query when there is no table. */

@@ -27,6 +27,35 @@ export function standardCondition(table: TableRow, setting: string): string {
   return tenantConditionSql(quoteTrusted(table.columns[0]!), setting, castFor(table))
 }
 
+/**
+ * The standard tenant condition on one tenant column of a table: the setting cast to the column's
+ * type, never the column cast to text (which would keep an index on the column from being used).
+ *
+ * @example
+ * ```ts
+ * columnCondition(table, 'org_id', 'app.tenant_id')
+ * // "org_id" = (SELECT nullif(current_setting('app.tenant_id', true), '')::uuid)
+ * ```
+ */
+export function columnCondition(table: TableRow, column: string, setting: string): string {
+  const i = Math.max(0, table.columns.indexOf(column))
+  const typname = table.typnames?.[i] ?? table.typname
+  const typeSql = table.type_sqls?.[i] ?? table.type_sql
+  return tenantConditionSql(quoteTrusted(table.columns[i]!), setting, TEXT_TYPES.has(typname) ? '' : typeSql)
+}
+
+/**
+ * Whether a type name (pg_type.typname) is one of the text types, compared without a cast.
+ *
+ * @example
+ * ```ts
+ * isTextType('varchar') // true; isTextType('uuid') // false
+ * ```
+ */
+export function isTextType(typname: string): boolean {
+  return TEXT_TYPES.has(typname)
+}
+
 const TEXT_TYPES = new Set(['text', 'varchar', 'bpchar', 'name'])
 
 /** The cast for a column's type: none for text types, else `format_type()` (trusted SQL). */

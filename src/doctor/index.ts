@@ -19,8 +19,10 @@ export type { CheckRlsOptions, Finding, FindingCode, PoolDoctorOptions, Queryabl
 
 /**
  * Checks that PostgreSQL really keeps tenants apart for the login role of this connection, and
- * returns what is wrong, errors first. An empty array means no check failed; it is not a proof of
- * isolation (policies' logic is not verified, only their shape).
+ * returns what is wrong, errors first. An empty array means at least one tenant table was checked
+ * and no check failed; it is not a proof of isolation (policies' logic is read heuristically, see
+ * the policy rules). When the options select no tenant table, or name a schema that does not
+ * exist, the result holds a NOTHING_CHECKED error instead of being empty.
  *
  * Errors: the login role is superuser or has BYPASSRLS; an allow-listed role it can switch to
  * bypasses RLS; it owns (or inherits the owner of) a tenant table without FORCE ROW LEVEL
@@ -29,10 +31,12 @@ export type { CheckRlsOptions, Finding, FindingCode, PoolDoctorOptions, Queryabl
  * view over a tenant table runs with its owner's rights (no `security_invoker`, PostgreSQL 15+); a
  * materialized view over a tenant table is readable (materialized views have no RLS); TRUNCATE,
  * which ignores RLS, is granted on a tenant table; scope `'session'` behind a pooler in
- * transaction or statement mode (declared with `pgbouncer`).
+ * transaction or statement mode (declared with `pgbouncer`); nothing was checked (NOTHING_CHECKED).
  *
  * Warnings: the login role owns a tenant table (FORCEd, but it can turn RLS off); a policy reads
- * `current_setting(...)` without `nullif(..., '')` or without the `(SELECT ...)` wrapper; an
+ * `current_setting(...)` without `nullif(..., '')` or without the `(SELECT ...)` wrapper; a policy
+ * ORs in a branch controlled by another setting (`OR current_setting('app.bypass_rls') = 'on'`); a
+ * policy casts the tenant column instead of the setting (no index can serve it); an
  * IMMUTABLE function reads a setting; the login role inherits the privileges of allow-listed
  * roles; an allow-listed role does not exist or is not granted to the login role; scope
  * `'session'` over a connection that looks proxied.

@@ -68,6 +68,21 @@ export interface ViewSubject {
   readonly readers: readonly string[]
 }
 
+/**
+ * What the options selected: how many tenant tables, and the schemas named that do not exist.
+ *
+ * @example
+ * ```ts
+ * const selection: Selection = { tables: 0, missingSchemas: ['pubilc'] }
+ * ```
+ */
+export interface Selection {
+  /** How many tenant tables (with a tenant column, in the schemas checked) were found. */
+  readonly tables: number
+  /** Schemas named in `schemas` that do not exist. */
+  readonly missingSchemas: readonly string[]
+}
+
 /** The session the doctor ran on. */
 export interface Connection {
   /** The pg client (or queryable) the catalogs were read through. */
@@ -78,6 +93,7 @@ export interface Connection {
 export interface Subjects {
   login: LoginRow
   allowList: AllowList
+  selection: Selection
   table: TenantTable
   access: TableAccess
   policy: PolicySubject

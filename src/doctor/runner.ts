@@ -9,6 +9,7 @@ import {
   readAllowList,
   readImmutableSettingReaders,
   readLogin,
+  readMissingSchemas,
   readPolicies,
   readTenantTables,
   readViews,
@@ -56,6 +57,8 @@ export async function diagnose(query: Query, client: unknown, opts: DoctorOption
 
   // Tenant tables, and each subject role's rights on them.
   const tables = await readTenantTables(query, opts)
+  // A selection that matched nothing is reported, not passed: an empty result must mean checked.
+  run('selection', { tables: tables.length, missingSchemas: await readMissingSchemas(query, opts) })
   const tableOids = tables.map((t) => t.oid)
   const access = await readAccess(query, tableOids, subjects)
   for (const row of tables) {

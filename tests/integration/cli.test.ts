@@ -143,9 +143,69 @@ describe('pg-tenant doctor', () => {
     ])
     expect(code).toBe(2)
     expect(stdout).toBe('')
-    expect(stderr).toContain(`cannot connect to 127.0.0.1:${port}/db`)
-    expect(stderr).toContain('ECONNREFUSED')
+    expect(stderr).toBe(`pg-tenant: cannot connect to the database at 127.0.0.1:${port}/db: connect ECONNREFUSED 127.0.0.1:${port}\n`)
     expect(stderr).not.toContain('s3cret')
+  })
+
+  it('exits 2 on a failed login, naming the cause, with no password and no stack trace', async () => {
+    const url = new URL(t.appUrl)
+    url.password = 'wr0ng-s3cret'
+    const { code, stdout, stderr } = await run(['doctor', '--url', url.toString(), ...SOUND])
+    expect(code).toBe(2)
+    expect(stdout).toBe('')
+    expect(stderr).toMatch(/^pg-tenant: cannot connect to the database at [^\n]+: password authentication failed for user "[^"]+"\n$/)
+    expect(stderr).not.toContain('wr0ng-s3cret')
+  })
+
+  it.each([
+    [['--url', 'not-a-url'], '--url is not a PostgreSQL connection URL: it does not start with postgres:// or postgresql://'],
+    [['--url', 'postgres://x:s3cret@:badport/db'], '--url is not a PostgreSQL connection URL: its port is not a number from 1 to 65535'],
+    [['--url', 'postgres://x:s3cret@host:99999/db'], '--url is not a PostgreSQL connection URL: its port is not a number from 1 to 65535'],
+    [['--url', 'http://x:s3cret@host/db'], '--url is not a PostgreSQL connection URL: its scheme is "http:", not postgres: or postgresql:'],
+    [['--url', 'x:s3cret@host/db'], '--url is not a PostgreSQL connection URL: it does not start with postgres:// or postgresql://'],
+    [['--url', 'postgres://x:s3cr#et@host/db'], '--url is not a PostgreSQL connection URL'],
+    [['--url', ''], '--url is not a PostgreSQL connection URL: it is empty'],
+  ])('a malformed URL %j is a usage error: exit 2, the problem named, nothing tried', async (args, text) => {
+    const { code, stdout, stderr } = await run(['doctor', ...args, '--column', 'org_id'])
+    expect(code).toBe(2)
+    expect(stdout).toBe('')
+    expect(stderr).toContain(`pg-tenant: ${text}`)
+    expect(stderr).toContain("Run 'pg-tenant doctor --help' for usage.")
+    expect(stderr).not.toContain('s3cr')
+    expect(stderr).not.toContain('cannot connect')
+  })
+
+  it('names DATABASE_URL when that is the malformed one', async () => {
+    const { code, stderr } = await run(['doctor', '--column', 'org_id'], { DATABASE_URL: 'mysql://u:s3cret@h/db' })
+    expect(code).toBe(2)
+    expect(stderr).toContain('DATABASE_URL is not a PostgreSQL connection URL: its scheme is "mysql:"')
+    expect(stderr).not.toContain('s3cret')
+  })
+
+  it('accepts the Unix-socket forms pg reads (and then reports what the connection did)', async () => {
+    for (const url of ['postgres:///db?host=/nonexistent-dir', 'socket:/nonexistent-dir?db=db']) {
+      const { code, stderr } = await run(['doctor', '--url', url, '--column', 'org_id'])
+      expect(code).toBe(2)
+      expect(stderr).toContain('pg-tenant: cannot connect to the database at /nonexistent-dir')
+    }
+  })
+})
+
+describe('a selection that checks nothing', () => {
+  it('exits 1 naming the column no table has, instead of "No findings"', async () => {
+    const { code, stdout, stderr } = await run(['doctor', '--url', t.appUrl, '--column', 'org_idd', '--schema', 'public'])
+    expect(stderr).toBe('')
+    expect(stdout).not.toMatch(/No findings/)
+    expect(stdout).toMatch(/^error\s+tenant tables\s+NOTHING_CHECKED: no table in schema "public" has a column/m)
+    expect(stdout).toContain('"org_idd"')
+    expect(code).toBe(1)
+  })
+
+  it('exits 1 for a schema that does not exist, in JSON too', async () => {
+    const { code, stdout } = await run(['doctor', '--json', '--url', t.appUrl, ...SOUND, '--schema', 'pubilc'])
+    expect(code).toBe(1)
+    const findings = JSON.parse(stdout) as Finding[]
+    expect(findings.map((f) => [f.severity, f.code, f.object])).toEqual([['error', 'NOTHING_CHECKED', 'schema pubilc']])
   })
 
   it('exits 2 when no database is given', async () => {
@@ -209,11 +269,17 @@ describe('usage', () => {
     [['policy', '--table', 't', '--column', 'c', 'stray'], 'unexpected argument "stray"'],
     [['frobnicate'], 'unknown command "frobnicate"'],
     [[], 'Usage: pg-tenant <command>'],
+    [['doctor', '--column'], "Option '--column <value>' argument missing"],
+    [['doctor', '--json=yes', '--column', 'c'], "Option '--json' does not take an argument"],
+    [['doctor', '--column', 'c', '--scope', 'both'], '--scope must be transaction or session'],
+    [['--url', 'postgres://h/db', 'doctor'], 'unknown option "--url" (options go after the command)'],
   ])('%j exits 2 with a message on stderr', async (args, text) => {
     const { code, stdout, stderr } = await run(args)
     expect(code).toBe(2)
     expect(stdout).toBe('')
     expect(stderr).toContain(text)
+    expect(stderr).not.toMatch(/^\s+at /m) // no stack trace
+    expect(stderr.trim().split('\n').length).toBeLessThanOrEqual(args.length === 0 ? 20 : 2)
   })
 
   it('prints the version', async () => {

@@ -19,6 +19,7 @@ const CODES: Record<FindingCode, true> = {
   MATVIEW_OVER_TENANT_TABLE: true,
   TRUNCATE_GRANTED: true,
   SESSION_SCOPE_TRANSACTION_POOLING: true,
+  NOTHING_CHECKED: true,
   LOGIN_ROLE_OWNS_TABLE: true,
   POLICY_SETTING_NO_NULLIF: true,
   POLICY_SETTING_NO_INITPLAN: true,
@@ -26,6 +27,8 @@ const CODES: Record<FindingCode, true> = {
   LOGIN_ROLE_INHERITS_TENANT_ROLES: true,
   ALLOWED_ROLE_NOT_GRANTED: true,
   SESSION_SCOPE_BEHIND_PROXY: true,
+  POLICY_SETTING_BYPASS: true,
+  POLICY_CAST_PREVENTS_INDEX: true,
 }
 
 const rules = Object.entries(RULES).flatMap(([kind, list]) => list.map((rule) => ({ kind, rule })))

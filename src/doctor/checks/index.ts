@@ -11,8 +11,11 @@ import { loginRoleInheritsTenantRoles } from './login-role-inherits-tenant-roles
 import { loginRoleOwnsTable } from './login-role-owns-table.js'
 import { loginRoleSuperuser } from './login-role-superuser.js'
 import { matviewOverTenantTable } from './matview-over-tenant-table.js'
+import { nothingChecked } from './nothing-checked.js'
 import { ownerNoForce } from './owner-no-force.js'
+import { policyCastPreventsIndex } from './policy-cast-prevents-index.js'
 import { policyNoWithCheck } from './policy-no-with-check.js'
+import { policySettingBypass } from './policy-setting-bypass.js'
 import { policySettingNoInitplan } from './policy-setting-no-initplan.js'
 import { policySettingNoNullif } from './policy-setting-no-nullif.js'
 import { rlsDisabled } from './rls-disabled.js'
@@ -29,12 +32,14 @@ export const RULES: RuleSet = {
   login: [loginRoleSuperuser, loginRoleBypassrls],
   /** The roles allow-list, resolved against the database. */
   allowList: [allowedRoleNotGranted, allowedRoleBypassesRls, loginRoleInheritsTenantRoles],
+  /** What the tenantColumn and schemas options selected. */
+  selection: [nothingChecked],
   /** Each tenant table the login role or an allowed role can reach... */
   table: [rlsDisabled, rlsNoPolicy],
   /** ...then each of those roles' rights on it (roles that bypass RLS are left out). */
   access: [ownerNoForce, loginRoleOwnsTable, truncateGranted],
   /** Each policy in the schemas checked. */
-  policy: [policyNoWithCheck, policySettingNoNullif, policySettingNoInitplan],
+  policy: [policyNoWithCheck, policySettingBypass, policySettingNoNullif, policySettingNoInitplan, policyCastPreventsIndex],
   /** Each readable view or materialized view over tenant tables. */
   view: [matviewOverTenantTable, viewNotSecurityInvoker],
   /** Each IMMUTABLE function that reads a setting. */
