@@ -5,16 +5,24 @@
  * queries get through; every way a scope ends gives its slot back; bounded waits refuse with
  * TenantQuotaError and nothing runs; nested scopes take no second slot.
  */
+import type http from 'node:http'
+import express from 'express'
+import Fastify from 'fastify'
 import pg from 'pg'
+import Cursor from 'pg-cursor'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { tenantMiddleware } from '../../src/adapters/express.js'
+import { tenantPlugin } from '../../src/adapters/fastify.js'
 import {
   createTenantPool,
   errorResponseOf,
   TenantQuotaError,
+  type ScopeMode,
   type TenantPool,
   type TenantPoolOptions,
 } from '../setup/pg-tenant.js'
 import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
+import { listen } from '../setup/http.js'
 
 let t: TestDatabase
 beforeAll(async () => {
@@ -122,8 +130,8 @@ async function flood(db: Db, count: number, queued: () => boolean) {
 }
 
 describe('a flooding tenant', () => {
-  it('never holds more than maxPerTenant connections on the server, and another tenant gets through meanwhile', async () => {
-    const db = quotaDb(4, { maxPerTenant: 2 })
+  it.each<ScopeMode>(['transaction', 'session'])('never holds more than maxPerTenant connections on the server, and another tenant gets through meanwhile (scope %s)', async (scope) => {
+    const db = quotaDb(4, { maxPerTenant: 2, scope })
     const watch = watchBackends()
     let busiest: unknown
     const run = await flood(db, 30, () => {
@@ -362,6 +370,78 @@ describe('bounded waits', () => {
     expect(await count('refused-now')).toBe(0)
     expect(strict.stats().quota).toMatchObject({ held: 0, waiting: 0, refused: 1 })
     await strict.end()
+  })
+})
+
+describe('a cursor', () => {
+  it('holds its slot until pg is done with it, then gives it back', async () => {
+    const db = quotaDb(4, { maxPerTenant: 1 })
+    await db.runWithTenant('org_a', async () => {
+      const cursor = await db.query(new Cursor("select current_setting('app.tenant_id') as t from generate_series(1, 3)"))
+      expect(db.stats().quota).toMatchObject({ held: 1 })
+      // Meanwhile org_a's next statement waits for the cursor's slot.
+      let later = false
+      const next = db.query('select 1').then(() => (later = true))
+      const rows = await new Promise<unknown[]>((resolve, reject) => cursor.read(10, (err, r) => (err ? reject(err) : resolve(r))))
+      expect(rows).toEqual([{ t: 'org_a' }, { t: 'org_a' }, { t: 'org_a' }])
+      expect(later).toBe(false)
+      await new Promise<void>((resolve, reject) => cursor.close((err) => (err ? reject(err) : resolve())))
+      await next
+      expect(later).toBe(true)
+    })
+    await until(() => db.stats().quota!.held === 0, 'the cursor slot to be given back')
+    expect(db.stats().quota).toMatchObject({ held: 0, waiting: 0 })
+    await db.end()
+  })
+})
+
+describe('over HTTP', () => {
+  /** The app's own frameworks' default error handlers answer 429 with Retry-After: 1. */
+  async function overQuota(handler: http.RequestListener, db: Db): Promise<void> {
+    let release!: () => void
+    const held = db.withTenant('org_a', async () => {
+      await db.query('select 1')
+      await new Promise<void>((resolve) => (release = resolve))
+    })
+    await until(() => release !== undefined && db.stats().quota!.held === 1, 'org_a to hold its slot')
+    const server = await listen(handler)
+    try {
+      const refused = await fetch(`${server.url}/tenant`, { headers: { 'x-org-id': 'org_a' } })
+      await refused.text()
+      expect(refused.status).toBe(429)
+      expect(refused.headers.get('retry-after')).toBe('1')
+      const other = await fetch(`${server.url}/tenant`, { headers: { 'x-org-id': 'org_b' } })
+      expect(other.status).toBe(200)
+      expect(await other.json()).toEqual({ t: 'org_b' })
+    } finally {
+      release()
+      await held
+      await server.close()
+    }
+  }
+  const tenantRoute = async (db: Db) =>
+    (await db.query<{ t: string }>("select current_setting('app.tenant_id') as t")).rows[0]
+
+  it('Express answers a refused request 429 with Retry-After', async () => {
+    const db = quotaDb(4, { maxPerTenant: { connections: 1, maxWaiting: 0 } })
+    const app = express()
+    app.use(tenantMiddleware(db, { resolve: (req: express.Request) => req.get('x-org-id') }))
+    app.get('/tenant', (_req, res, next) => {
+      tenantRoute(db).then((row) => res.json(row), next)
+    })
+    await overQuota(app as unknown as http.RequestListener, db)
+    await db.end()
+  })
+
+  it('Fastify answers a refused request 429 with Retry-After', async () => {
+    const db = quotaDb(4, { maxPerTenant: { connections: 1, maxWaiting: 0 } })
+    const app = Fastify()
+    await app.register(tenantPlugin, { db, resolve: (request) => request.headers['x-org-id'] })
+    app.get('/tenant', () => tenantRoute(db))
+    await app.ready()
+    await overQuota((req, res) => app.routing(req, res), db)
+    await app.close()
+    await db.end()
   })
 })
 
