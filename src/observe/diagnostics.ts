@@ -223,7 +223,10 @@ export interface TenantPoolStats {
 export interface TenantQuotaStats {
   /** The quota: the most connections one tenant may hold at once. */
   readonly maxPerTenant: number
-  /** Connections held now, all tenants together (taken through the quota, not yet given back). */
+  /**
+   * Slots of the quota held now, all tenants together: a connection held, or being taken from the
+   * pool (an operation that passed its tenant's quota and waits in the pool's own queue).
+   */
   readonly held: number
   /** Operations waiting now for their tenant's quota, all tenants together. */
   readonly waiting: number
@@ -247,7 +250,7 @@ export interface TenantUsage {
    * when it has one, `{ settings }` when it has neither, `undefined` for `withoutTenant` work.
    */
   readonly tenant: Tenant | undefined
-  /** Connections it holds now. */
+  /** Connections it holds now (or is taking from the pool). */
   readonly held: number
   /** Its operations waiting now for a connection of its quota. */
   readonly waiting: number
