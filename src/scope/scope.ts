@@ -203,7 +203,9 @@ export class Scope {
         try {
           this.#giveBack(client, false)
         } catch {
-          // already handed to the pool, or the pool refused it: nothing more to do with it
+          // already handed to the pool, or the pool refused it: nothing more to do with it. The
+          // scope lets go of the client either way, so of its quota's slot too (once: #hand may
+          // have left it already).
           this.#leaveSlot()
         }
         answered(err)
