@@ -56,6 +56,9 @@ export function buildRows(url, { poolSize, roleCount }) {
   // The release canary: one more round trip per checked release.
   const checked = createTenantPool(pool, { verifyRelease: true })
   const sampled = createTenantPool(pool, { verifyRelease: 0.01 })
+  // The per-tenant quota at the pool's size: it never holds anyone back, so the row shows what
+  // passing the gate costs.
+  const quota = createTenantPool(pool, { maxPerTenant: poolSize })
 
   // Kysely as users would set it up: on a plain pg.Pool (raw: the tenant comes with the
   // connection; naive: the tenant is set in a transaction per request), and on db.pool.
@@ -143,6 +146,7 @@ export function buildRows(url, { poolSize, roleCount }) {
     row('pg-tenant runWithTenant + 1 query', 'budget 1', () => onePoint(tenants), { latency: true }),
     row('pg-tenant runWithTenant + 1 query, verifyRelease', 'budget 1, + 1 canary', () => onePoint(checked)),
     row('pg-tenant runWithTenant + 1 query, verifyRelease 1%', 'budget 1, + 1 canary on 1%', () => onePoint(sampled)),
+    row('pg-tenant runWithTenant + 1 query, maxPerTenant', 'budget 1, through the per-tenant quota', () => onePoint(quota)),
     row('pg-tenant withTenant, 1 query', 'budget 2: N + 1', () => {
       const t = tenantOf(10)
       return tenants.withTenant(t, () => tenants.query(POINT, [idOf(t)]))

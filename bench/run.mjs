@@ -8,7 +8,8 @@
 //   npm run bench -- --no-latency  no latency run and no round-trip count
 //   npm run bench -- --no-policy   skip the policy benchmark (bench/policy.mjs) that follows
 //   BENCH_POOL_SIZE, BENCH_IN_FLIGHT, BENCH_LATENCY_MS (default 1) tune the runs
-//   BENCH_ONLY=<regexp>            only the matching rows (and their baselines)
+//   BENCH_ONLY=<regexp>            only the matching rows (and their baselines); BENCH_ONLY=flood
+//                                  runs only "quiet tenant during a flood" (flood.mjs)
 //
 // Each row runs for a fixed time with a fixed number of operations in flight; rows are
 // interleaved round by round so drift in the machine hits all of them alike; the median of the
@@ -21,6 +22,7 @@
 import os from 'node:os'
 import pg from 'pg'
 import { startEmbeddedPostgres } from '../scripts/embedded-postgres.mjs'
+import { FLOOD, printFlood, runFloodBench } from './flood.mjs'
 import { startLatencyProxy } from './proxy.mjs'
 import { buildRows, POINT, nextId, RAW, RAW_3, RAW_KYSELY, RAW_KYSELY_TX } from './rows.mjs'
 
@@ -195,6 +197,9 @@ const selected = (rows) => {
 }
 
 const results = await runRounds(selected(direct.rows), { rounds: ROUNDS, millis: MILLIS })
+// The quiet tenant's latency during another tenant's flood, without and with maxPerTenant.
+const FLOOD_RUN = quick ? { rounds: 2, millis: 1000 } : { rounds: ROUNDS, millis: 2000 }
+const flood = ONLY === undefined || ONLY.test(FLOOD) ? await runFloodBench(appUrl.toString(), FLOOD_RUN) : undefined
 let latency
 let trips
 if (LATENCY) {
@@ -238,6 +243,10 @@ const targets = ONLY
       'withTenant 3 queries >= 0.7x raw (same 3 statements)': find('pg-tenant withTenant, 3 queries').ratio >= 0.7,
       'heap growth after the scopes < 5 MB': growth !== undefined && growth < 5 * 1024 * 1024,
     }
+if (flood) {
+  const [without, withQuota] = flood
+  targets['quiet tenant during a flood: p99 lower with maxPerTenant'] = withQuota.p99 < without.p99
+}
 // The round-trip budget of DESIGN.md, counted on the wire.
 if (trips && !ONLY) {
   Object.assign(targets, {
@@ -276,19 +285,20 @@ function printLegend(rows) {
 if (json) {
   console.log(
     JSON.stringify(
-      { postgres: version, node: process.version, cpus: os.cpus().length, cpu: os.cpus()[0]?.model, poolSize: POOL_SIZE, inFlight: IN_FLIGHT, rounds: ROUNDS, millis: MILLIS, results, latency, heap: { scopes: SCOPES, growthBytes: growth }, targets },
+      { postgres: version, node: process.version, cpus: os.cpus().length, cpu: os.cpus()[0]?.model, poolSize: POOL_SIZE, inFlight: IN_FLIGHT, rounds: ROUNDS, millis: MILLIS, results, latency, flood: flood && { ...FLOOD_RUN, results: flood }, heap: { scopes: SCOPES, growthBytes: growth }, targets },
       null,
       2,
     ),
   )
 } else {
-  printTable(results)
+  if (results.length > 0) printTable(results)
+  if (flood) printFlood(flood, FLOOD_RUN)
   if (latency) {
     const length = `${latency.rounds} round${latency.rounds === 1 ? '' : 's'} of ${latency.millis} ms`
     console.log(`\nthrough a proxy adding ${DELAY_MS} ms each way (a round trip measured ${latency.addedRoundTripMs} ms slower), ${length}:`)
     printTable(latency.results)
   }
-  printLegend(results)
+  if (results.length > 0) printLegend(results)
   console.log(
     `\nheap growth after ${SCOPES.toLocaleString('en')} scopes: ${growth === undefined ? 'n/a (run node with --expose-gc)' : `${(growth / 1024 / 1024).toFixed(2)} MB`}`,
   )

@@ -21,6 +21,7 @@ export type TenantPoolErrorCode =
   | 'INTERNAL_ERROR'
   | 'TENANT_RESOLVE_FAILED'
   | 'CLI_USAGE'
+  | 'TENANT_QUOTA_EXCEEDED'
 
 // The package may be loaded twice in one process (its ESM and its CJS build, or a subpath entry
 // that carries its own copy of this module). `instanceof` must still hold across those copies, so
@@ -350,5 +351,59 @@ export class TenantResolveError extends TenantPoolError {
   static override readonly code = 'TENANT_RESOLVE_FAILED' as const
   constructor(thrown: unknown) {
     super('TENANT_RESOLVE_FAILED', `the tenant resolver failed with ${String(thrown)}`, { cause: thrown })
+  }
+}
+
+/**
+ * Why a {@link TenantQuotaError} was raised: the operation waited `maxWaitMs` for its tenant's
+ * quota (`'timeout'`), or `maxWaiting` operations of its tenant were already waiting
+ * (`'queue-full'`).
+ *
+ * @example
+ * ```ts
+ * const reason: TenantQuotaReason = 'timeout'
+ * ```
+ */
+export type TenantQuotaReason = 'timeout' | 'queue-full'
+
+/**
+ * A tenant already held all the connections `maxPerTenant` lets it hold, and this operation could
+ * not wait for one: it waited `maxWaitMs` in its tenant's queue, or that queue already held
+ * `maxWaiting` operations. Nothing was sent and no connection was taken. HTTP status 429 (Too Many
+ * Requests: one tenant's load, not the server's health), with a `Retry-After: 1` header in
+ * `headers`, which Express's and Fastify's own error handlers send (and {@link errorResponseOf}
+ * returns).
+ *
+ * @example
+ * ```ts
+ * const db = createTenantPool(pool, { maxPerTenant: { connections: 2, maxWaitMs: 500 } })
+ * try {
+ *   await db.runWithTenant('org_42', () => db.query('select * from events'))
+ * } catch (err) {
+ *   if (err instanceof TenantQuotaError) console.warn(`busy tenant: ${err.reason}`) // 'timeout'
+ * }
+ * ```
+ */
+export class TenantQuotaError extends TenantPoolError {
+  static override readonly code = 'TENANT_QUOTA_EXCEEDED' as const
+  /** `'timeout'` or `'queue-full'`. */
+  readonly reason: TenantQuotaReason
+  /** The quota the tenant was at: `maxPerTenant`'s `connections`. */
+  readonly connections: number
+  /** Response headers for an HTTP answer, as `http-errors` carries them: `Retry-After`. */
+  readonly headers: Readonly<Record<string, string>>
+  constructor(reason: TenantQuotaReason, connections: number, bound: number) {
+    const why =
+      reason === 'timeout'
+        ? `waited ${bound} ms (maxWaitMs) for one`
+        : `${bound} operation${bound === 1 ? ' was' : 's were'} already waiting (maxWaiting)`
+    super(
+      'TENANT_QUOTA_EXCEEDED',
+      `the tenant holds all ${connections} connection${connections === 1 ? '' : 's'} maxPerTenant allows and ${why}; nothing was sent`,
+      { status: 429 },
+    )
+    this.reason = reason
+    this.connections = connections
+    this.headers = { 'Retry-After': '1' }
   }
 }

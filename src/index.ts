@@ -1,6 +1,7 @@
 // Named re-exports only: each module holds one job (see DESIGN.md's layout).
 export { createTenantPool, TenantPool } from './pool.js'
 export type { TenantPoolOptions, ScopeCallback } from './pool.js'
+export type { TenantQuotaOptions } from './options.js'
 export type { ScopeMode, Submittable } from './scope/scope.js'
 export type { Tenant, RoleMatcher } from './tenant.js'
 export type {
@@ -28,8 +29,9 @@ export {
   ReleaseError,
   InternalError,
   TenantResolveError,
+  TenantQuotaError,
 } from './errors.js'
-export type { TenantPoolErrorCode } from './errors.js'
+export type { TenantPoolErrorCode, TenantQuotaReason } from './errors.js'
 export { isRlsViolation } from './classify/rls-violation.js'
 export { tenantErrorOf, httpStatusOf } from './classify/error-status.js'
 export { errorResponseOf } from './classify/error-response.js'
@@ -70,5 +72,7 @@ export type {
   ReleaseMessage,
   DestroyMessage,
   TenantPoolStats,
+  TenantQuotaStats,
+  TenantUsage,
 } from './observe/diagnostics.js'
 export type { DirtyClient, DestroyReason } from './observe/canary.js'

@@ -76,6 +76,65 @@ export interface TenantPoolOptions {
    * ```
    */
   allowRlsBypass?: boolean
+  /**
+   * The most pooled connections one tenant may hold at once, so that one tenant's burst cannot
+   * take the whole pool and stall every other tenant. Every kind of work counts against it: a
+   * lone `db.query` under `runWithTenant`, a `withTenant` scope or `db.transaction`, a
+   * `db.pool.connect()` client and `db.pool.query`. An operation of a tenant at its quota waits in
+   * that tenant's own queue (first come, first served) before it asks the pool for a connection,
+   * so it holds none while it waits, and other tenants take the free connections meanwhile.
+   * Work nested in a scope (`withTenant` inside `withTenant`, `db.transaction`, `db.pool.connect()`
+   * inside a scope) uses the scope's connection and takes nothing more.
+   *
+   * A tenant is its id and its role (`{ id, role }`; other settings do not make another tenant);
+   * a tenant with neither counts by its settings, and `withoutTenant` work counts as one more.
+   *
+   * A number is the quota, with unbounded waits. The object form bounds the wait too:
+   * `connections` is the quota; `maxWaitMs` the longest an operation waits for its tenant's
+   * quota; `maxWaiting` the most operations one tenant may have waiting (0: none wait, a tenant
+   * at its quota is refused at once). Past either bound the operation fails with
+   * `TenantQuotaError` (HTTP 429, `Retry-After: 1`), and nothing of it was sent. The pool's own
+   * wait for a free connection (pg's `connectionTimeoutMillis`) comes after and is not bounded by
+   * these. Absent: no quota, and no cost.
+   *
+   * A caller that holds a `db.pool.connect()` client of its tenant and waits for more work of the
+   * same tenant needs a quota above 1, as it would need a pool larger than 1.
+   *
+   * @example
+   * ```ts
+   * const db = createTenantPool(new pg.Pool({ max: 10 }), { maxPerTenant: 3 })
+   * const bounded = createTenantPool(new pg.Pool({ max: 10 }), {
+   *   maxPerTenant: { connections: 3, maxWaitMs: 2_000, maxWaiting: 100 },
+   * })
+   * console.log(bounded.stats().quota?.busiest) // [{ tenant: 'org_42', held: 3, waiting: 12 }, ...]
+   * ```
+   */
+  maxPerTenant?: number | TenantQuotaOptions
+}
+
+/**
+ * The object form of `maxPerTenant`: the quota and the bounds of a wait for it.
+ *
+ * @example
+ * ```ts
+ * const quota: TenantQuotaOptions = { connections: 2, maxWaitMs: 1_000, maxWaiting: 50 }
+ * const db = createTenantPool(pool, { maxPerTenant: quota })
+ * ```
+ */
+export interface TenantQuotaOptions {
+  /** The most pooled connections one tenant may hold at once: a positive integer. */
+  connections: number
+  /** The longest an operation waits for its tenant's quota, in ms (a positive integer). Default: no limit. */
+  maxWaitMs?: number
+  /** The most operations one tenant may have waiting (an integer, 0 or more). Default: no limit. */
+  maxWaiting?: number
+}
+
+/** `maxPerTenant` after validation. */
+export interface ParsedQuota {
+  readonly connections: number
+  readonly maxWaitMs: number | undefined
+  readonly maxWaiting: number | undefined
 }
 
 /** `createTenantPool`'s options after validation, with every default filled in. */
@@ -88,6 +147,8 @@ export interface ParsedPoolOptions {
   readonly verifyRate: number
   readonly prepareTenantStatement: boolean
   readonly allowRlsBypass: boolean
+  /** The per-tenant connection quota; undefined: none. */
+  readonly quota: ParsedQuota | undefined
 }
 
 const POOL_KEYS = new Set<string>([
@@ -98,6 +159,7 @@ const POOL_KEYS = new Set<string>([
   'verifyRelease',
   'prepareTenantStatement',
   'allowRlsBypass',
+  'maxPerTenant',
 ])
 
 /**
@@ -136,7 +198,39 @@ export function parsePoolOptions(options: unknown): ParsedPoolOptions {
     maxValueLength,
     verifyRate: parseVerifyRelease(given.verifyRelease),
     prepareTenantStatement,
+    quota: parseQuota(given.maxPerTenant),
   }
+}
+
+const MAX_TIMER_MS = 2 ** 31 - 1
+const QUOTA_KEYS = new Set(['connections', 'maxWaitMs', 'maxWaiting'])
+
+/** `maxPerTenant`: a positive integer, or `{ connections, maxWaitMs?, maxWaiting? }`. */
+function parseQuota(option: unknown): ParsedQuota | undefined {
+  if (option === undefined) return undefined
+  const positive = (value: unknown) => typeof value === 'number' && Number.isSafeInteger(value) && value >= 1
+  if (typeof option === 'number') {
+    if (!positive(option)) throw new InvalidOptionsError(`maxPerTenant must be a positive integer, got ${String(option)}`)
+    return { connections: option, maxWaitMs: undefined, maxWaiting: undefined }
+  }
+  if (typeof option !== 'object' || option === null || Array.isArray(option)) {
+    throw new InvalidOptionsError('maxPerTenant must be a positive integer or { connections, maxWaitMs?, maxWaiting? }')
+  }
+  refuseUnknownKeys('maxPerTenant', option, QUOTA_KEYS)
+  const { connections, maxWaitMs, maxWaiting } = option as Partial<TenantQuotaOptions>
+  if (!positive(connections)) {
+    throw new InvalidOptionsError(`maxPerTenant.connections must be a positive integer, got ${String(connections)}`)
+  }
+  // A timer longer than 2^31 - 1 ms fires at once in Node: such a bound would refuse every wait.
+  if (maxWaitMs !== undefined && !(positive(maxWaitMs) && maxWaitMs <= MAX_TIMER_MS)) {
+    throw new InvalidOptionsError(
+      `maxPerTenant.maxWaitMs must be a positive integer of milliseconds up to ${MAX_TIMER_MS}, got ${String(maxWaitMs)}`,
+    )
+  }
+  if (maxWaiting !== undefined && !(typeof maxWaiting === 'number' && Number.isSafeInteger(maxWaiting) && maxWaiting >= 0)) {
+    throw new InvalidOptionsError(`maxPerTenant.maxWaiting must be an integer of 0 or more, got ${String(maxWaiting)}`)
+  }
+  return { connections: connections!, maxWaitMs, maxWaiting }
 }
 
 /** `verifyRelease` as a sample rate in [0, 1]: `true` is 1, `false` or absent 0. */

@@ -17,6 +17,7 @@ import {
   asError,
 } from './errors.js'
 import { ResetPlan } from './scope/reset.js'
+import { TenantGate } from './scope/tenant-gate.js'
 import {
   isSubmittable,
   NO_TENANT,
@@ -67,6 +68,8 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
     if (!parsed.allowRlsBypass) this.#state.loginCheck = 'pending'
     this.#state.reset = new ResetPlan(this.#rules.setting)
     this.#state.report = (error) => reportError(pool, error)
+    // Only with maxPerTenant: without it no scope passes a gate, and nothing costs more.
+    if (parsed.quota !== undefined) this.#state.gate = new TenantGate(parsed.quota, parsed.setting)
   }
 
   /**
@@ -313,12 +316,19 @@ export class TenantPool<P extends PgPoolLike = PgPoolLike> {
    * means some code left tenant state on a connection, and pg-tenant destroyed it.
    *
    * @example
+   * With `maxPerTenant`, `quota` says how many connections the tenants hold and how many of their
+   * operations wait now, how many were refused, and which tenants are busiest (up to 10).
+   *
+   * @example
    * ```ts
-   * const { released, destroyed, destroyedBy, verified, dirty } = db.stats()
+   * const { released, destroyed, destroyedBy, verified, dirty, quota } = db.stats()
+   * if (quota !== undefined && quota.waiting > 0) console.log('queued behind their quota:', quota.busiest)
    * ```
    */
   stats(): TenantPoolStats {
-    return this.#state.monitor!.stats()
+    const counters = this.#state.monitor!.stats()
+    const gate = this.#state.gate
+    return gate === undefined ? counters : { ...counters, quota: gate.stats() }
   }
 
   /**

@@ -49,6 +49,8 @@ export interface TenantMemo {
   readonly statements: Array<Statement | undefined>
   /** The lone-query apply statement in its prepared form, with its wire bytes (scope.ts, pipeline.ts). */
   prepared?: Statement & { readonly name: string; wire?: Uint8Array }
+  /** Who the per-tenant quota counts this tenant as (scope/tenant-gate.ts). */
+  quota?: { readonly key: string; readonly tenant: Tenant | undefined }
 }
 
 /** A fresh, empty memo. */

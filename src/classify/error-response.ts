@@ -11,10 +11,10 @@ import { chainClassOf, ownHttpStatus } from './error-status.js'
  * The JSON body {@link errorResponseOf} answers with: `{ "error": { "code", "message" } }`.
  *
  * `code` is one of: a pg-tenant error code with a 4xx status (`TENANT_REQUIRED` 401,
- * `INVALID_TENANT` 400, `ROLE_NOT_ALLOWED` 403, `ROLE_SWITCH_FAILED` 403), `RLS_VIOLATION` (403, a
- * write a Row-Level Security policy refused), or the status's name in upper snake case
- * (`BAD_REQUEST`, `NOT_FOUND`, `INTERNAL_SERVER_ERROR`, ...). Each code always comes with the same
- * status.
+ * `INVALID_TENANT` 400, `ROLE_NOT_ALLOWED` 403, `ROLE_SWITCH_FAILED` 403, `TENANT_QUOTA_EXCEEDED`
+ * 429), `RLS_VIOLATION` (403, a write a Row-Level Security policy refused), or the status's name
+ * in upper snake case (`BAD_REQUEST`, `NOT_FOUND`, `INTERNAL_SERVER_ERROR`, ...). Each code always
+ * comes with the same status.
  *
  * @example
  * ```ts
@@ -39,6 +39,11 @@ export interface ErrorBody {
 export interface ErrorResponse {
   readonly status: number
   readonly body: ErrorBody
+  /**
+   * Headers to answer with, when the error asks for some: `Retry-After` for a
+   * `TenantQuotaError` (429). Absent otherwise.
+   */
+  readonly headers?: Readonly<Record<string, string>>
 }
 
 /**
@@ -66,6 +71,12 @@ const PUBLIC_MESSAGES: Readonly<Record<string, string>> = {
   ROLE_NOT_ALLOWED: "this request's tenant may not be used",
   ROLE_SWITCH_FAILED: "this request's tenant may not be used",
   RLS_VIOLATION: 'this tenant may not write this row',
+  TENANT_QUOTA_EXCEEDED: 'this tenant has too much work in progress; retry later',
+}
+
+// Headers that go with a code's answer: a tenant over its quota may retry in a second.
+const HEADERS: Readonly<Record<string, Readonly<Record<string, string>>>> = {
+  TENANT_QUOTA_EXCEEDED: { 'Retry-After': '1' },
 }
 
 /** `Not Found` → `NOT_FOUND`; an unnamed status → `HTTP_<status>`. */
@@ -95,12 +106,13 @@ function statusName(status: number): { code: string; text: string } {
  * | a malformed tenant (your resolver threw `InvalidTenantError`, a header sent twice) | 400 | `INVALID_TENANT` |
  * | a role off the allow-list / one PostgreSQL refused | 403 | `ROLE_NOT_ALLOWED` / `ROLE_SWITCH_FAILED` |
  * | a write an RLS policy refused | 403 | `RLS_VIOLATION` |
+ * | a tenant over its `maxPerTenant` quota could not wait (`TenantQuotaError`) | 429, `Retry-After: 1` | `TENANT_QUOTA_EXCEEDED` |
  * | your own error with `status: 400` / `404` | 400 / 404 | `BAD_REQUEST` / `NOT_FOUND` |
  * | anything else | 500 | `INTERNAL_SERVER_ERROR` |
  *
  * @param err - anything caught
  * @param options - `expose`: show the error's own message (4xx only)
- * @returns `{ status, body: { error: { code, message } } }`
+ * @returns `{ status, body: { error: { code, message } }, headers? }`
  *
  * @example
  * ```ts
@@ -111,9 +123,9 @@ function statusName(status: number): { code: string; text: string } {
  * app.use(tenantMiddleware(db, { resolve: (req: express.Request) => req.get('x-org-id') }))
  * // ... routes ...
  * app.use((err: unknown, req: express.Request, res: express.Response, next: express.NextFunction) => {
- *   const { status, body } = errorResponseOf(err)
+ *   const { status, body, headers } = errorResponseOf(err)
  *   if (status >= 500) console.error(err) // the details stay in the server's log
- *   res.status(status).json(body) // { "error": { "code": "RLS_VIOLATION", "message": "..." } }
+ *   res.status(status).set(headers ?? {}).json(body) // { "error": { "code": "RLS_VIOLATION", "message": "..." } }
  * })
  * ```
  */
@@ -137,6 +149,7 @@ export function errorResponseOf(err: unknown, options: ErrorResponseOptions = {}
   }
   const name = statusName(status)
   if (status >= 500) return { status, body: { error: { code: name.code, message: name.text } } }
+  const headers = code === undefined ? undefined : HEADERS[code]
   return {
     status,
     body: {
@@ -145,5 +158,6 @@ export function errorResponseOf(err: unknown, options: ErrorResponseOptions = {}
         message: exposed ?? (code === undefined ? undefined : PUBLIC_MESSAGES[code]) ?? name.text,
       },
     },
+    ...(headers === undefined ? {} : { headers: { ...headers } }),
   }
 }

@@ -27,6 +27,7 @@ const STATUS_BY_CODE: Readonly<Record<TenantPoolErrorCode, number>> = {
   INTERNAL_ERROR: 500,
   TENANT_RESOLVE_FAILED: 500,
   CLI_USAGE: 400,
+  TENANT_QUOTA_EXCEEDED: 429,
 }
 
 /**
@@ -140,7 +141,8 @@ export function tenantErrorOf(err: unknown): TenantPoolError | undefined {
  * 1. the error's own `status` or `statusCode` (an integer in 400-599), when it has one;
  * 2. otherwise, looking through what it wraps (`cause`, `driverError`, `meta.driverAdapterError`,
  *    `original`), outermost first: a pg-tenant error's status (401 `TenantRequiredError`, 400
- *    `InvalidTenantError`, 403 `RoleNotAllowedError` and `RoleSwitchError`, 500 for the others),
+ *    `InvalidTenantError`, 403 `RoleNotAllowedError` and `RoleSwitchError`, 429
+ *    `TenantQuotaError`, 500 for the others),
  *    also when Prisma or MikroORM rebuilt it keeping its `code`; or 403 for a write refused by an
  *    RLS policy ({@link isRlsViolation});
  * 3. otherwise `undefined`: pg-tenant has no opinion (answer 500, or your own mapping).

@@ -206,6 +206,54 @@ export interface TenantPoolStats {
   readonly verified: number
   /** Clients the release canary found dirty (each is also in `destroyed`). Should stay 0. */
   readonly dirty: number
+  /** The per-tenant quota's state, when the pool has one (`maxPerTenant`); absent otherwise. */
+  readonly quota?: TenantQuotaStats
+}
+
+/**
+ * `db.stats().quota`: what the per-tenant quota (`maxPerTenant`) holds back right now.
+ *
+ * @example
+ * ```ts
+ * const db = createTenantPool(pool, { maxPerTenant: 2 })
+ * const quota: TenantQuotaStats | undefined = db.stats().quota
+ * for (const { tenant, held, waiting } of quota?.busiest ?? []) console.log(tenant, held, waiting)
+ * ```
+ */
+export interface TenantQuotaStats {
+  /** The quota: the most connections one tenant may hold at once. */
+  readonly maxPerTenant: number
+  /**
+   * Slots of the quota held now, all tenants together: a connection held, or being taken from the
+   * pool (an operation that passed its tenant's quota and waits in the pool's own queue).
+   */
+  readonly held: number
+  /** Operations waiting now for their tenant's quota, all tenants together. */
+  readonly waiting: number
+  /** Operations refused with `TenantQuotaError` since the pool was created. */
+  readonly refused: number
+  /** Up to 10 tenants with the most connections held and operations waiting, busiest first. */
+  readonly busiest: readonly TenantUsage[]
+}
+
+/**
+ * One tenant's use of its quota, in {@link TenantQuotaStats}.
+ *
+ * @example
+ * ```ts
+ * const usage: TenantUsage = { tenant: { id: 'org_42', role: 'reader' }, held: 2, waiting: 5 }
+ * ```
+ */
+export interface TenantUsage {
+  /**
+   * The tenant as the quota counts it: its id (a string) when it has no role, `{ id?, role }`
+   * when it has one, `{ settings }` when it has neither, `undefined` for `withoutTenant` work.
+   */
+  readonly tenant: Tenant | undefined
+  /** Connections it holds now (or is taking from the pool). */
+  readonly held: number
+  /** Its operations waiting now for a connection of its quota. */
+  readonly waiting: number
 }
 
 const channels = {

@@ -33,6 +33,7 @@ import {
   TenantQuery,
   type PgClientLike,
   type PgPoolLike,
+  type CheckedOut,
   type PrefixStatement,
   type QueryClass,
   type QueryConfigLike,
@@ -48,6 +49,7 @@ import type { ScopeKind } from './kinds.js'
 import type { ResetPlan } from './reset.js'
 import { analyzeSql, type SqlShape } from './sql-shape.js'
 import { ScopeState, type Ending, type StatementSource } from './state.js'
+import type { GateSlot, TenantGate } from './tenant-gate.js'
 
 export type { ScopeKind, ScopeMode } from './kinds.js'
 
@@ -92,6 +94,8 @@ export interface PoolState {
    * if so); the scope that takes it sets `'done'`. Undefined: no check (`allowRlsBypass`).
    */
   loginCheck?: 'pending' | 'done'
+  /** The per-tenant quota (`maxPerTenant`), passed before every checkout; undefined: none. */
+  gate?: TenantGate
 }
 
 /** Events of the pg client passed on to `db.pool.connect()` clients. */
@@ -122,6 +126,9 @@ export class Scope {
   #savepoints = 0
   #forwarders: Set<Forwarder> | undefined
   #forwarding: Array<[ForwardedEvent, (...args: unknown[]) => void]> | undefined
+  // The slot of the tenant's quota this scope's client holds (`maxPerTenant`), from before the
+  // checkout until the client is given back or destroyed.
+  #slot: GateSlot | undefined
   readonly #onError = (error: Error) => {
     this.#state.sawBroken(error)
   }
@@ -196,7 +203,10 @@ export class Scope {
         try {
           this.#giveBack(client, false)
         } catch {
-          // already handed to the pool, or the pool refused it: nothing more to do with it
+          // already handed to the pool, or the pool refused it: nothing more to do with it. The
+          // scope lets go of the client either way, so of its quota's slot too (once: #hand may
+          // have left it already).
+          this.#leaveSlot()
         }
         answered(err)
         ended(err)
@@ -228,8 +238,7 @@ export class Scope {
         const query: TenantQuery = new TenantQuery(this.#queryClass, config, prefix, hooks, suffix)
         client.query(query)
       }
-      state.to('acquiring')
-      checkoutWith(this.#pool, this.#onError, (checkoutError, client) =>
+      const checkedOut: CheckedOut = (checkoutError, client) =>
         inCaller(() => {
           const unsupported = checkoutError ?? this.#adopt(client!)
           if (unsupported !== undefined) {
@@ -244,8 +253,11 @@ export class Scope {
           } catch (err) {
             failed(client!, err)
           }
-        }),
-      )
+        })
+      state.to('acquiring')
+      const gate = this.#shared.gate
+      if (gate === undefined) checkoutWith(this.#pool, this.#onError, checkedOut)
+      else this.#gatedCheckout(gate, checkedOut)
     })
   }
 
@@ -569,7 +581,8 @@ export class Scope {
     // process. Seeing one means the client can never be confirmed clean.
     let client: PgClientLike
     try {
-      client = await checkout(this.#pool, this.#onError)
+      const gate = this.#shared.gate
+      client = await (gate === undefined ? checkout(this.#pool, this.#onError) : this.#gatedCheckoutAsync(gate))
     } catch (err) {
       this.#state.to('closed')
       throw err
@@ -583,6 +596,35 @@ export class Scope {
     if (this.#forwarders !== undefined) this.#startForwarding(client)
     if (this.#shared.loginCheck === 'pending') await new Promise<void>((resolve) => this.#checkLogin(client, resolve))
     return client
+  }
+
+  /**
+   * A checkout behind the tenant's quota: a slot first (waiting in the tenant's queue, holding no
+   * connection), then the pool's checkout. A refused wait or a failed checkout leaves no slot held.
+   */
+  #gatedCheckout(gate: TenantGate, done: CheckedOut): void {
+    gate.enter(this.tenant, (refused, slot) => {
+      if (refused !== undefined) return done(refused)
+      this.#slot = slot
+      checkoutWith(this.#pool, this.#onError, (err, client) => {
+        if (err !== undefined) this.#leaveSlot()
+        done(err, client)
+      })
+    })
+  }
+
+  #gatedCheckoutAsync(gate: TenantGate): Promise<PgClientLike> {
+    return new Promise((resolve, reject) => {
+      this.#gatedCheckout(gate, (err, client) => (err === undefined ? resolve(client!) : reject(err)))
+    })
+  }
+
+  /** Gives the quota's slot back, if this scope holds one: once, whatever the path. */
+  #leaveSlot(): void {
+    const slot = this.#slot
+    if (slot === undefined) return
+    this.#slot = undefined
+    slot.leave()
   }
 
   /**
@@ -613,6 +655,7 @@ export class Scope {
     if (unsupported === undefined) return undefined
     client.removeListener('error', this.#onError)
     client.release()
+    this.#leaveSlot()
     return new InvalidOptionsError(`pg-tenant cannot drive this client: ${unsupported}`)
   }
 
@@ -733,12 +776,17 @@ export class Scope {
   #hand(client: PgClientLike, verdict: ReleaseVerdict, checked: boolean): void {
     const state = this.#state
     if (state.phase === 'released' || state.phase === 'destroyed') return // a client goes back once
-    if (state.phase !== 'ending') state.to('ending')
-    state.to(verdict.release ? 'released' : 'destroyed')
-    client.removeListener('error', this.#onError)
-    this.#stopForwarding(client)
-    this.#trace.returned(verdict, checked)
-    client.release(verdict.release ? undefined : true)
+    try {
+      if (state.phase !== 'ending') state.to('ending')
+      state.to(verdict.release ? 'released' : 'destroyed')
+      client.removeListener('error', this.#onError)
+      this.#stopForwarding(client)
+      this.#trace.returned(verdict, checked)
+      client.release(verdict.release ? undefined : true)
+    } finally {
+      // The quota's slot follows the client: given back (or destroyed), it frees the slot, once.
+      if (this.#slot !== undefined) this.#leaveSlot()
+    }
     // A client whose release nobody awaits (db.pool.connect()) reports what it could not confirm.
     if (!verdict.release && this.kind === 'client' && verdict.reason !== 'broken' && verdict.reason !== 'requested') {
       this.#shared.report?.(new ReleaseError(verdict.reason, verdict.error))

@@ -24,6 +24,7 @@ import {
   TenantMismatchError,
   TenantPoolError,
   tenantErrorOf,
+  TenantQuotaError,
   TenantRequiredError,
   TransactionAbortedError,
 } from '../../src/index.js'
@@ -592,6 +593,26 @@ describe('errorResponseOf', () => {
       expect(errorResponseOf(err)).toEqual(answer(500, 'INTERNAL_SERVER_ERROR', 'Internal Server Error'))
       expect(errorResponseOf(new Error('x', { cause: err }))).toEqual(answer(500, 'INTERNAL_SERVER_ERROR', 'Internal Server Error'))
     }
+  })
+
+  it('answers a tenant over its quota 429 TENANT_QUOTA_EXCEEDED with Retry-After, wrapped or rebuilt', () => {
+    const expected: ErrorResponse = {
+      status: 429,
+      body: { error: { code: 'TENANT_QUOTA_EXCEEDED', message: 'this tenant has too much work in progress; retry later' } },
+      headers: { 'Retry-After': '1' },
+    }
+    for (const err of [new TenantQuotaError('timeout', 2, 500), new TenantQuotaError('queue-full', 1, 0)]) {
+      expect(err.status).toBe(429)
+      expect(err.headers).toEqual({ 'Retry-After': '1' }) // what Express's and Fastify's own handlers send
+      expect(httpStatusOf(err)).toBe(429)
+      expect(errorResponseOf(err)).toEqual(expected)
+      expect(fastifyErrorResponseOf(err)).toEqual(expected)
+      expect(errorResponseOf(new Error('route failed', { cause: err }))).toEqual(expected)
+      expect(errorResponseOf(new DrizzleQueryError('select 1', [], err))).toEqual(expected)
+      expect(errorResponseOf(prismaRebuilt(err))).toEqual(expected)
+    }
+    // No other answer carries headers.
+    expect(errorResponseOf(new TenantRequiredError())).not.toHaveProperty('headers')
   })
 
   it('answers an RLS refusal 403 RLS_VIOLATION through every ORM wrapper, and other database errors a bare 500', () => {

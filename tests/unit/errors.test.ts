@@ -12,6 +12,7 @@ import {
   TenantRequiredError,
   TransactionAbortedError,
   InternalError,
+  TenantQuotaError,
 } from '../../src/index.js'
 
 describe('errors', () => {
@@ -24,6 +25,7 @@ describe('errors', () => {
       [new ScopeClosedError(), 'SCOPE_CLOSED', 500],
       [new TenantMismatchError(), 'TENANT_MISMATCH', 500],
       [new TransactionAbortedError(), 'TRANSACTION_ABORTED', 500],
+      [new TenantQuotaError('timeout', 2, 100), 'TENANT_QUOTA_EXCEEDED', 429],
     ]
     for (const [err, code, status] of cases) {
       expect(err).toBeInstanceOf(TenantPoolError)

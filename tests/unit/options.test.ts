@@ -43,6 +43,21 @@ describe('parsePoolOptions', () => {
     expect(parsePoolOptions({ verifyRelease: true }).verifyRate).toBe(1)
   })
 
+  it('takes maxPerTenant as a number or as an object with bounds; none by default', () => {
+    expect(parsePoolOptions({}).quota).toBeUndefined()
+    expect(parsePoolOptions({ maxPerTenant: 3 }).quota).toEqual({ connections: 3, maxWaitMs: undefined, maxWaiting: undefined })
+    expect(parsePoolOptions({ maxPerTenant: { connections: 2 } }).quota).toEqual({
+      connections: 2,
+      maxWaitMs: undefined,
+      maxWaiting: undefined,
+    })
+    expect(parsePoolOptions({ maxPerTenant: { connections: 2, maxWaitMs: 500, maxWaiting: 0 } }).quota).toEqual({
+      connections: 2,
+      maxWaitMs: 500,
+      maxWaiting: 0,
+    })
+  })
+
   it.each([
     [{ verifyReleases: true }, /unknown option "verifyReleases"/],
     [{ scope: 'statement' }, /scope must be/],
@@ -54,6 +69,20 @@ describe('parsePoolOptions', () => {
     [{ verifyRelease: 'yes' }, /verifyRelease/],
     [{ prepareTenantStatement: 'no' }, /prepareTenantStatement/],
     [{ allowRlsBypass: 1 }, /allowRlsBypass/],
+    [{ maxPerTenant: 0 }, /maxPerTenant must be a positive integer/],
+    [{ maxPerTenant: 1.5 }, /maxPerTenant must be a positive integer/],
+    [{ maxPerTenant: -2 }, /maxPerTenant must be a positive integer/],
+    [{ maxPerTenant: '2' }, /maxPerTenant must be a positive integer or/],
+    [{ maxPerTenant: null }, /maxPerTenant must be a positive integer or/],
+    [{ maxPerTenant: [2] }, /maxPerTenant must be a positive integer or/],
+    [{ maxPerTenant: {} }, /maxPerTenant.connections must be a positive integer/],
+    [{ maxPerTenant: { connections: 0 } }, /maxPerTenant.connections/],
+    [{ maxPerTenant: { connections: 2, maxWait: 10 } }, /maxPerTenant: unknown option "maxWait"/],
+    [{ maxPerTenant: { connections: 2, maxWaitMs: 0 } }, /maxPerTenant.maxWaitMs/],
+    [{ maxPerTenant: { connections: 2, maxWaitMs: 2.5 } }, /maxPerTenant.maxWaitMs/],
+    [{ maxPerTenant: { connections: 2, maxWaitMs: 2 ** 31 } }, /maxPerTenant.maxWaitMs/],
+    [{ maxPerTenant: { connections: 2, maxWaiting: -1 } }, /maxPerTenant.maxWaiting/],
+    [{ maxPerTenant: { connections: 2, maxWaiting: Infinity } }, /maxPerTenant.maxWaiting/],
     [{ setting: 'tenant' }, /invalid setting name/],
     [{ setting: "app.x'; drop" }, /invalid setting name/],
     ['options', /must be an object/],
