@@ -20,7 +20,7 @@ export function formatProbe(entries: readonly ProbeEntry[]): string {
     e.table,
     cell(e.noTenantRows),
     ...e.tenantRows.map((t) => cell(t.rows)),
-    e.status === 'leak' ? 'LEAK' : e.status === 'error' ? 'ERROR' : e.status,
+    e.status === 'leak' ? 'LEAK' : e.status === 'error' ? 'ERROR' : e.shared ? `${e.status} (shared)` : e.status,
   ])
   const widths = header.map((h, i) => Math.min(40, Math.max(h.length, ...rows.map((r) => r[i]!.length))))
   const line = (cells: readonly string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd()

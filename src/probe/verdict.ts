@@ -124,6 +124,12 @@ export function verdictOf(e: TableEvidence): ProbeEntry {
       leaks.push({ kind: 'shared-write', rows: w.sharedWrites, tenants: [label], message: `${label} can change ${plural(w.sharedWrites, 'row')} of this shared table` })
     }
   }
+  for (const statement of ['UPDATE', 'DELETE'] as const) {
+    const without = e.tenants.filter(({ label }) => e.writes.get(label)?.untried.includes(statement)).map(({ label }) => label)
+    if (without.length === 0) continue
+    const who = without.length === e.writes.size ? '' : ` as ${without.join(', ')}`
+    notes.push(`${statement} not tried${who}: no ${statement} privilege`)
+  }
   const uniqueNotes = [...new Set(notes)]
 
   if (leaks.length === 0) {

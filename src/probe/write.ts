@@ -26,6 +26,8 @@ export interface WriteResult {
   readonly blindDeletes: number | null
   /** Rows of a shared table it could UPDATE / DELETE. */
   readonly sharedWrites: number | null
+  /** The statements not tried for want of a privilege (or of a column to set). */
+  readonly untried: ReadonlyArray<'UPDATE' | 'DELETE'>
   readonly notes: readonly string[]
 }
 
@@ -55,9 +57,10 @@ export async function tryWrites(
     }
   }
   const canUpdate = own.privileges.update && table.updatable !== null
-  if (!own.privileges.update) notes.push(`UPDATE not tried as ${actor}: no UPDATE privilege`)
-  else if (table.updatable === null) notes.push(`UPDATE not tried: no column can be set to itself`)
-  if (!own.privileges.delete) notes.push(`DELETE not tried as ${actor}: no DELETE privilege`)
+  const untried: Array<'UPDATE' | 'DELETE'> = []
+  if (!own.privileges.update) untried.push('UPDATE')
+  else if (table.updatable === null) notes.push('UPDATE not tried: no column can be set to itself')
+  if (!own.privileges.delete) untried.push('DELETE')
   const set = canUpdate ? `${quoteTrusted(table.updatable!)} = t.${quoteTrusted(table.updatable!)}` : ''
 
   let sharedWrites: number | null = null
@@ -65,7 +68,7 @@ export async function tryWrites(
     const u = canUpdate ? await attempt('UPDATE', `update ${target} set ${set} where ${id} is not null`) : null
     const d = own.privileges.delete ? await attempt('DELETE', `delete from ${table.sql}`) : null
     sharedWrites = u === null && d === null ? null : Math.max(u ?? 0, d ?? 0)
-    return { updated, deleted, blindDeletes: null, sharedWrites, notes }
+    return { updated, deleted, blindDeletes: null, sharedWrites, untried, notes }
   }
 
   for (const [label, sight] of others) {
@@ -86,5 +89,5 @@ export async function tryWrites(
     const seen = all === null ? null : await attempt('DELETE', `delete from ${target} where ${id} is not null`)
     if (all !== null && seen !== null) blindDeletes = all - seen
   }
-  return { updated, deleted, blindDeletes, sharedWrites, notes }
+  return { updated, deleted, blindDeletes, sharedWrites, untried, notes }
 }
