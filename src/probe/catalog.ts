@@ -1,6 +1,6 @@
 /**
- * The tables the probe checks, read from the catalogs (readable by any role): tables and
- * partitioned tables of the chosen schemas, their primary key, the column an UPDATE may set to
+ * The relations the probe checks, read from the catalogs (readable by any role): tables,
+ * partitioned tables, views and materialized views of the chosen schemas, their primary key, the column an UPDATE may set to
  * itself, and what explains a leak (RLS flags, owner, whether the login role bypasses RLS).
  */
 import { quoteTrusted } from '../sql/ident.js'
@@ -17,6 +17,10 @@ export interface ProbeTable {
   readonly label: string
   /** `"schema"."name"`, for SQL. */
   readonly sql: string
+  /** `table` (or partitioned table), `view` or `materialized view`: views are read, never written. */
+  readonly kind: 'table' | 'view' | 'materialized view'
+  /** A view with `security_invoker = true` (PostgreSQL 15+): it reads as the caller, not its owner. */
+  readonly securityInvoker: boolean
   /** Primary key columns in key order; empty without one. */
   readonly primaryKey: readonly string[]
   /** A column `UPDATE ... SET c = c` may name (not generated, not GENERATED ALWAYS AS IDENTITY). */
@@ -51,6 +55,8 @@ export async function readTables(query: Query, schemas: readonly string[] | null
     oid: string
     schema: string
     name: string
+    kind: string
+    security_invoker: boolean
     primary_key: string[] | null
     updatable: string | null
     rls: boolean
@@ -59,7 +65,9 @@ export async function readTables(query: Query, schemas: readonly string[] | null
     login_owns: boolean
     owner: string
   }>(
-    `select c.oid::text as oid, n.nspname::text as schema, c.relname::text as name,
+    `select c.oid::text as oid, n.nspname::text as schema, c.relname::text as name, c.relkind::text as kind,
+       coalesce(c.reloptions::text[] && array['security_invoker=true', 'security_invoker=on', 'security_invoker=1',
+                                               'security_invoker=yes'], false) as security_invoker,
        (select array_agg(a.attname::text order by k.ord)
           from pg_index i
           cross join unnest(i.indkey) with ordinality k(attnum, ord)
@@ -78,7 +86,7 @@ export async function readTables(query: Query, schemas: readonly string[] | null
        pg_get_userbyid(c.relowner)::text as owner
      from pg_class c
      join pg_namespace n on n.oid = c.relnamespace
-     where c.relkind in ('r', 'p')
+     where c.relkind in ('r', 'p', 'v', 'm')
        and case when $1::text[] is null
              then n.nspname !~ '^pg_' and n.nspname <> 'information_schema'
              else n.nspname = any($1::text[]) end
@@ -91,8 +99,10 @@ export async function readTables(query: Query, schemas: readonly string[] | null
     name: r.name,
     label: `${r.schema}.${r.name}`,
     sql: `${quoteTrusted(r.schema)}.${quoteTrusted(r.name)}`,
-    primaryKey: r.primary_key ?? [],
-    updatable: r.updatable,
+    kind: r.kind === 'v' ? 'view' : r.kind === 'm' ? 'materialized view' : 'table',
+    securityInvoker: r.security_invoker,
+    primaryKey: r.kind === 'v' || r.kind === 'm' ? [] : (r.primary_key ?? []),
+    updatable: r.kind === 'v' || r.kind === 'm' ? null : r.updatable,
     rls: r.rls,
     force: r.force,
     policies: r.policies,

@@ -55,7 +55,7 @@ async function probe(pool: PgPoolLike, s: ProbeSettings): Promise<ProbeEntry[]> 
     await asTenant(db, tenant, async (session) => {
       for (const table of tables) {
         const own = seen.get(label)!.get(table.oid)!
-        if (own.kind !== 'rows') continue
+        if (own.kind !== 'rows' || table.kind !== 'table') continue // views are read, not written
         const others = new Map<string, Sight>()
         for (const other of s.tenants) if (other.label !== label) others.set(other.label, seen.get(other.label)!.get(table.oid)!)
         const result = await tryWrites(session, table, label, own, others, s.shared.has(table.label))

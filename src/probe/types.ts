@@ -43,12 +43,28 @@ export interface ProbeOptions {
   readonly maxRows?: number
 }
 
-/** How rows are told apart across sessions. */
+/**
+ * How rows are told apart across sessions: a table's primary key; without one, `tableoid:ctid`;
+ * for a view or materialized view, `md5(row::text)`.
+ *
+ * @example
+ * ```ts
+ * const identity: RowIdentity = { kind: 'primary-key', columns: ['id'] }
+ * ```
+ */
 export type RowIdentity =
   | { readonly kind: 'primary-key'; readonly columns: readonly string[] }
   | { readonly kind: 'ctid' }
+  | { readonly kind: 'row-hash' }
 
-/** A way one tenant's rows reach another tenant, or any rows reach no tenant. */
+/**
+ * A way one tenant's rows reach another tenant, or any rows reach no tenant.
+ *
+ * @example
+ * ```ts
+ * const leak: ProbeLeak = { kind: 'shared-rows', rows: 1, tenants: ['org_a', 'org_b'], message: '1 row seen by both org_a and org_b' }
+ * ```
+ */
 export interface ProbeLeak {
   /**
    * - `no-tenant`: rows visible with no tenant bound (fail-open);
@@ -80,6 +96,8 @@ export interface ProbeLeak {
 export interface ProbeEntry {
   /** `schema.name` */
   readonly table: string
+  /** `table` (or partitioned table), `view` or `materialized view` (views are read, not written). */
+  readonly kind: 'table' | 'view' | 'materialized view'
   /** Checked and passed. */
   readonly ok: boolean
   readonly status: 'pass' | 'leak' | 'skipped' | 'error'

@@ -40,7 +40,7 @@ export function verdictOf(e: TableEvidence): ProbeEntry {
   const tenantRows = e.tenants.map(({ label, sight }) => ({ tenant: label, rows: rowsOf(sight) }))
   const counted = e.noTenant.map(({ sight }) => rowsOf(sight)).filter((n): n is number => n !== null)
   const noTenantRows = counted.length === 0 ? null : Math.max(...counted)
-  const base = { table: table.label, shared: e.shared, identity, noTenantRows, tenantRows }
+  const base = { table: table.label, kind: table.kind, shared: e.shared, identity, noTenantRows, tenantRows }
 
   if (e.tenants.every(({ sight }) => sight.kind === 'unreadable')) {
     return {
@@ -158,6 +158,22 @@ function explain(e: TableEvidence, leaks: readonly ProbeLeak[]): { reason: strin
     return {
       reason: `the login role ${login.name} is ${login.superuser ? 'a superuser' : 'BYPASSRLS'}: row-level security does not apply to it`,
       fix: `connect as a role without them, or: ALTER ROLE ${quote(login.name)} NOSUPERUSER NOBYPASSRLS;`,
+    }
+  }
+  if (table.kind === 'materialized view') {
+    return {
+      reason: 'a materialized view has no row-level security: whoever may read it sees every row it holds',
+      fix: `REVOKE SELECT ON ${table.sql} FROM <the application's roles>;\n-- or use a view WITH (security_invoker = true) over the tenant tables instead`,
+    }
+  }
+  if (table.kind === 'view') {
+    return {
+      reason: table.securityInvoker
+        ? 'a table this view reads lets rows through (the view reads as the caller): probe its tables'
+        : `the view reads its tables with its owner's rights (${table.owner}), not the caller's: the owner's RLS, or none, applies`,
+      fix: table.securityInvoker
+        ? `-- fix the policies of the tables ${table.label} reads`
+        : `ALTER VIEW ${table.sql} SET (security_invoker = true);  -- PostgreSQL 15+\n-- or revoke SELECT on it from the application's roles`,
     }
   }
   if (!table.rls) {

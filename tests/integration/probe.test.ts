@@ -20,7 +20,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const cli = path.join(root, 'dist/cli.js')
 const A = '11111111-1111-4111-8111-111111111111'
 const B = '22222222-2222-4222-8222-222222222222'
-const SCHEMAS = ['probe_sound', 'probe_leaky', 'probe_blind', 'probe_roles']
+const SCHEMAS = ['probe_sound', 'probe_leaky', 'probe_blind', 'probe_roles', 'probe_views']
 const TENANT = `(select nullif(current_setting('app.tenant_id', true), ''))`
 
 function newestSource(dir: string): number {
@@ -119,6 +119,13 @@ beforeAll(async () => {
     create policy see on probe_blind.files for select using (org_id = ${TENANT});
     create policy remove on probe_blind.files for delete using (true);
     grant select, delete on probe_blind.files to ${app};
+    -- "No tenant set: show everything", true only on a connection that never wrote the setting.
+    create table probe_blind.unset_open (id int primary key, org_id text not null);
+    alter table probe_blind.unset_open enable row level security;
+    alter table probe_blind.unset_open force row level security;
+    create policy p on probe_blind.unset_open
+      using (current_setting('app.tenant_id', true) is null or org_id = ${TENANT});
+    grant select on probe_blind.unset_open to ${app};
 
     create table probe_roles.accounts (id int primary key, salesperson text not null);
     alter table probe_roles.accounts enable row level security;
@@ -127,6 +134,14 @@ beforeAll(async () => {
     grant select, update, delete on probe_roles.accounts to ${group};
     create table probe_roles.directory (id int primary key, name text);
     grant select on probe_roles.directory to ${group};
+
+    -- RLS enabled, not forced: its owner (the owner of the views too) is not bound by the policy.
+    create table probe_views.base (id int primary key, org_id text not null);
+    alter table probe_views.base enable row level security;
+    create policy p on probe_views.base using (org_id = ${TENANT});
+    create view probe_views.v_base as select * from probe_views.base;
+    create view probe_views.v_items as select * from probe_sound.items;
+    grant select on probe_views.v_base, probe_views.v_items to ${app};
     reset role`)
   // The login role owns this one, with RLS enabled and not forced: it bypasses its own policy.
   await t.admin(`alter table probe_leaky.owned owner to ${app}`)
@@ -137,12 +152,19 @@ beforeAll(async () => {
     insert into probe_leaky.tidy values (1, '${A}'), (2, '${B}');
     insert into probe_leaky.owned values (1, '${A}'), (2, '${B}');
     insert into probe_blind.files values (1, '${A}'), (2, '${B}');
+    insert into probe_blind.unset_open values (1, '${A}'), (2, '${B}');
     insert into probe_roles.accounts values (1, '${s1}'), (2, '${s2}'), (3, '${s2}');
-    insert into probe_roles.directory values (1, 'one'), (2, 'two')`)
+    insert into probe_roles.directory values (1, 'one'), (2, 'two');
+    insert into probe_views.base values (1, '${A}'), (2, '${B}')`)
+  await t.admin(`set role ${t.ownerRole};
+    create materialized view probe_views.m_base as select * from probe_views.base;
+    grant select on probe_views.m_base to ${app};
+    reset role`)
   before = await checksums()
-})
+}, 180_000) // a rebuild of dist/ (a bare `npx vitest run` after a source change) takes a while
 
 afterAll(async () => {
+  if (t === undefined) return
   // Whatever ran above, no row of any probed table changed.
   expect(await checksums()).toEqual(before)
   await t.drop()
@@ -198,7 +220,8 @@ describe('probeIsolation', () => {
   })
 
   it('finds rows a tenant can DELETE without seeing them (a DELETE policy wider than the SELECT policy)', async () => {
-    const [files] = await probeIsolation({ connectionString: t.appUrl, tenants: [A, B], schemas: ['probe_blind'] })
+    const entries = byTable(await probeIsolation({ connectionString: t.appUrl, tenants: [A, B], schemas: ['probe_blind'] }))
+    const files = entries['probe_blind.files']
     expect(files!.status).toBe('leak')
     expect(files!.noTenantRows).toBe(0)
     expect(files!.leaks.map((l) => [l.kind, l.rows, l.tenants])).toEqual([
@@ -206,6 +229,27 @@ describe('probeIsolation', () => {
       ['blind-delete', 1, [B]],
     ])
     expect(files!.reason).toBe('a DELETE policy lets a tenant delete rows its SELECT policy hides')
+
+    // Fail-open only where the setting was never written: the no-tenant read of a fresh session.
+    const open = entries['probe_blind.unset_open']
+    expect(open!.status).toBe('leak')
+    expect(open!.tenantRows).toEqual([{ tenant: A, rows: 1 }, { tenant: B, rows: 1 }])
+    expect(open!.leaks.map((l) => l.message)).toEqual(['2 rows visible with no tenant bound (setting unset, no role switched)'])
+  })
+
+  it('reads views and materialized views: a view with its owner rights leaks, one over a FORCEd table does not', async () => {
+    const entries = await probeIsolation({ connectionString: t.appUrl, tenants: [A, B], schemas: ['probe_views'] })
+    expect(entries.map((e) => [e.table, e.kind, e.status, e.noTenantRows, e.tenantRows.map((r) => r.rows)])).toEqual([
+      ['probe_views.base', 'table', 'skipped', null, [null, null]],
+      ['probe_views.m_base', 'materialized view', 'leak', 2, [2, 2]],
+      ['probe_views.v_base', 'view', 'leak', 2, [2, 2]],
+      ['probe_views.v_items', 'view', 'pass', 0, [2, 1]],
+    ])
+    const { 'probe_views.v_base': view, 'probe_views.m_base': matview } = byTable(entries)
+    expect(view!.identity).toEqual({ kind: 'row-hash' })
+    expect(view!.reason).toBe(`the view reads its tables with its owner's rights (${t.ownerRole}), not the caller's: the owner's RLS, or none, applies`)
+    expect(view!.fix).toContain('ALTER VIEW "probe_views"."v_base" SET (security_invoker = true);')
+    expect(matview!.reason).toMatch(/^a materialized view has no row-level security/)
   })
 
   it('switches role per tenant through the allow-list (role mode), and takes a declared shared table', async () => {
@@ -270,7 +314,7 @@ describe('pg-tenant probe (built CLI)', () => {
       ['probe_sound.secret', false],
     ])
     expect(Object.keys(entries[0]!).sort()).toEqual(
-      ['fix', 'identity', 'leaks', 'noTenantRows', 'notes', 'ok', 'reason', 'shared', 'status', 'table', 'tenantRows'],
+      ['fix', 'identity', 'kind', 'leaks', 'noTenantRows', 'notes', 'ok', 'reason', 'shared', 'status', 'table', 'tenantRows'],
     )
   })
 
