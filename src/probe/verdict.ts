@@ -49,7 +49,7 @@ export function verdictOf(e: TableEvidence): ProbeEntry {
       status: 'skipped',
       leaks,
       notes,
-      reason: 'skipped: no tenant has SELECT on it (or USAGE on its schema), so it was not checked',
+      reason: 'no tenant has SELECT on it (or USAGE on its schema), so it was not checked',
       fix: null,
     }
   }
