@@ -89,7 +89,8 @@ async function poolFor(connectionString: string): Promise<PgPoolLike> {
   } catch (err) {
     throw new InvalidOptionsError(`probeIsolation with connectionString needs the pg package (npm install pg): ${(err as Error).message}`)
   }
-  const pool = new Pool({ connectionString, max: 2, connectionTimeoutMillis: 10_000 })
+  // Named, so that pg_stat_activity shows what these sessions are.
+  const pool = new Pool({ connectionString, max: 2, connectionTimeoutMillis: 10_000, application_name: 'pg-tenant probe' })
   pool.on('error', () => undefined) // an idle client's lost connection: the next query reports it
   return pool
 }

@@ -82,6 +82,8 @@ beforeAll(async () => {
   const app = t.appRole
   const group = t.roles.group
   const [s1, s2] = t.roles.sales
+  await t.admin(`create schema probe_none authorization ${t.ownerRole}; grant usage on schema probe_none to ${app};
+    create table probe_none.private (id int primary key)`)
   for (const schema of SCHEMAS) {
     await t.admin(`create schema ${schema} authorization ${t.ownerRole}; grant usage on schema ${schema} to ${app}, ${group}`)
   }
@@ -339,6 +341,7 @@ describe('pg-tenant probe (built CLI)', () => {
       [['--url', 'http://localhost/x', '--tenant', A, '--tenant', B], /must start with postgres:\/\//],
       [['--tenant', A, '--tenant', B], /no database/],
       [['--url', t.appUrl, '--tenant', A, '--tenant', B, '--schema', 'no_such_schema'], /no table was checked/],
+      [['--url', t.appUrl, '--tenant', A, '--tenant', B, '--schema', 'probe_none'], /no table was checked/],
       [['--url', t.appUrl, '--tenant', A, '--tenant', B, '--schema', 'probe_sound', '--shared', 'x.y'], /shared table "x.y"/],
     ]
     for (const [args, message] of cases) {
