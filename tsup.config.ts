@@ -19,6 +19,8 @@ export default defineConfig([
       express: 'src/adapters/express.ts',
       fastify: 'src/adapters/fastify.ts',
       doctor: 'src/doctor/index.ts',
+      // pg-tenant/testing (probeIsolation): for test suites, never imported by the core.
+      testing: 'src/testing/index.ts',
     },
     // Adapters' frameworks are peers: never bundle them.
     external: ['express', 'fastify', 'fastify-plugin'],

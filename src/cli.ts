@@ -17,6 +17,7 @@ import { checkRls, type CheckRlsOptions, type Finding } from './doctor/index.js'
 import { describeDatabaseUrl, parseDatabaseUrl } from './cli/database-url.js'
 import { UsageError } from './cli/usage-error.js'
 import { TenantPoolError } from './errors.js'
+import { probeCommand } from './probe/command.js'
 import {
   dropRolePolicySql,
   dropTenantPolicySql,
@@ -38,6 +39,7 @@ const MAIN_HELP = `Usage: pg-tenant <command> [options]
 Commands:
   doctor    check that PostgreSQL row-level security really keeps tenants apart
   policy    print the SQL that puts a table under tenant isolation (or removes it)
+  probe     prove isolation by acting as each tenant (reads, and writes that are rolled back)
 
 Options:
   -h, --help       show this help; pg-tenant <command> --help shows a command's options
@@ -111,6 +113,8 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         return await doctor(rest, io)
       case 'policy':
         return policy(rest, io)
+      case 'probe':
+        return await probeCommand(rest, io)
       case undefined:
       case '-h':
       case '--help':

@@ -39,6 +39,13 @@ export async function start(options: DemoOptions & { adminToken?: string }): Pro
   return {
     title: 'express-salespeople (seed 000: a database role per salesperson)',
     url,
+    // `salespeople` has no RLS: every salesperson reads every name and role name (the policy's
+    // current_salesperson_id() reads it as the salesperson). The probe reports that; it is
+    // declared shared here, so that the probe still proves no salesperson can change it.
+    probe: {
+      url: database.appUrl,
+      args: ['--role', picard.role, '--role', crusher.role, '--shared', 'public.salespeople'],
+    },
     curl: [
       `curl -s ${url}/clients -H 'x-salesperson-id: ${picard.id}'            # Picard: client1 only`,
       `curl -s ${url}/clients -H 'x-salesperson-id: ${crusher.id}'            # Crusher: client2, client3`,

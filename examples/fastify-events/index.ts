@@ -44,6 +44,7 @@ export async function start(options: DemoOptions): Promise<RunningDemo> {
   return {
     title: 'fastify-events (seed 004: a tenant id in app.tenant_id)',
     url,
+    probe: { url: database.appUrl, args: DEMO_ORGANISATIONS.flatMap((org) => ['--tenant', org.org_id]) },
     curl: [
       `curl -s ${url}/events -H 'x-org-id: ${acme!.org_id}'     # Acme's events only`,
       `curl -s ${url}/events -H 'x-org-id: ${globex!.org_id}'     # Globex's events only`,

@@ -27,6 +27,7 @@ export async function start(options: DemoOptions): Promise<RunningDemo> {
   return {
     title: 'kysely (queries without tenants, scoped by the middleware)',
     url,
+    probe: { url: database.appUrl, args: DEMO_ORGANISATIONS.flatMap((org) => ['--tenant', org.org_id]) },
     curl: [
       `curl -s ${url}/events -H 'x-org-id: ${acme!.org_id}'`,
       `curl -s ${url}/events/count -H 'x-org-id: ${globex!.org_id}'`,

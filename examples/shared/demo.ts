@@ -18,6 +18,11 @@ export interface RunningDemo {
   readonly url: string
   /** Example requests to paste into a shell. */
   readonly curl: readonly string[]
+  /**
+   * How `pg-tenant probe` checks this example (scripts/probe-examples.mjs, in CI): the login role's
+   * connection string, and the arguments naming the tenants the example seeded.
+   */
+  readonly probe: { readonly url: string; readonly args: readonly string[] }
   /** Stops the HTTP server and ends the app's pools. */
   close(): Promise<void>
   /** Drops the example's database and roles (after close). The tests use it; the demo need not. */

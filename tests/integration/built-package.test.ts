@@ -20,7 +20,7 @@ beforeAll(async () => {
 afterAll(() => t.drop())
 
 it('has a build to test (run `npm run build` first)', () => {
-  const files = ['index', 'express', 'fastify', 'doctor'].flatMap((e) => [`dist/${e}.js`, `dist/${e}.cjs`, `dist/${e}.d.ts`, `dist/${e}.d.cts`])
+  const files = ['index', 'express', 'fastify', 'doctor', 'testing'].flatMap((e) => [`dist/${e}.js`, `dist/${e}.cjs`, `dist/${e}.d.ts`, `dist/${e}.d.cts`])
   for (const file of files) {
     expect(fs.existsSync(path.join(root, file)), file).toBe(true)
   }
@@ -79,17 +79,30 @@ it('keeps the doctor out of the core bundles: only dist/doctor.* (and the CLI) h
   const scripts = fs.readdirSync(dist).filter((f) => /\.(c?js)$/.test(f))
   const holders = scripts.filter((f) => markers.some((m) => code(f).includes(m))).sort()
   expect(holders).toEqual(['cli.js', 'doctor.cjs', 'doctor.js'])
-  for (const file of ['index.js', 'index.cjs']) {
+  // The core: index.js / index.cjs and the chunks they load statically (entries share chunks:
+  // pg-tenant/testing uses the pool too, so the pool may live in a chunk rather than in index.*).
+  const staticImports = (file: string): string[] =>
+    [...code(file).matchAll(/(?:from\s*|require\()["']\.\/(chunk-[\w-]+\.c?js)["']/g)].map((m) => m[1]!)
+  const core = (entry: string): string[] => {
+    const seen = new Set<string>([entry])
+    for (const file of seen) for (const next of staticImports(file)) seen.add(next)
+    return [...seen]
+  }
+  const esm = core('index.js')
+  const cjs = core('index.cjs')
+  for (const file of [...esm, ...cjs]) {
     for (const marker of markers) expect(code(file), `${marker} in ${file}`).not.toContain(marker)
   }
   for (const file of ['doctor.js', 'doctor.cjs']) {
     for (const marker of markers) expect(code(file), `${marker} in ${file}`).toContain(marker)
   }
   // The core reaches it only through the lazy import in db.doctor().
-  expect(code('index.js')).toContain('import("./doctor.js")')
-  expect(code('index.js')).not.toMatch(/from\s*["']\.\/doctor\.js["']/)
-  expect(code('index.cjs')).toMatch(/Promise\.resolve\(\)\.then\(\(\) => _interopRequireWildcard\(require\("\.\/doctor\.cjs"\)\)\)/)
-  expect(code('index.cjs').match(/require\("\.\/doctor\.cjs"\)/g)).toHaveLength(1)
+  const esmCode = esm.map(code).join('\n')
+  const cjsCode = cjs.map(code).join('\n')
+  expect(esmCode).toContain('import("./doctor.js")')
+  expect(esmCode).not.toMatch(/from\s*["']\.\/doctor\.js["']/)
+  expect(cjsCode).toMatch(/Promise\.resolve\(\)\.then\(\(\) => _interopRequireWildcard\(require\("\.\/doctor\.cjs"\)\)\)/)
+  expect(cjsCode.match(/require\("\.\/doctor\.cjs"\)/g)).toHaveLength(1)
 })
 
 it('refuses a pg it cannot drive from both builds, naming its version', async () => {
