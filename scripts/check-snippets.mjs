@@ -10,7 +10,8 @@
  * scripts/snippets/globals.d.ts. How a block is marked: see scripts/snippets.mjs.
  *
  * Prints how many blocks were checked and skipped (with the reasons); exits 1 listing file:line
- * of each failing block. Usage: node scripts/check-snippets.mjs
+ * of each failing block. Usage: node scripts/check-snippets.mjs [file.md ...] (default: README.md
+ * and docs/*.md; other files are for tests of this script).
  */
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
@@ -19,14 +20,16 @@ import path from 'node:path'
 import { documentationBlocks, root } from './snippets.mjs'
 import { generatePrismaClient } from './prisma-generate.mjs'
 
-const out = path.join(root, '.snippets/check')
+// Given files (a test of this script): a directory of this run's own, removed at the end.
+const given = process.argv.slice(2)
+const out = path.join(root, given.length > 0 ? `.snippets/check-${process.pid}` : '.snippets/check')
 const preludeDir = path.join(root, 'scripts/snippets/preludes')
 const require = createRequire(path.join(root, 'package.json'))
 const tsc = require.resolve('typescript/bin/tsc')
 
 let blocks
 try {
-  blocks = documentationBlocks()
+  blocks = documentationBlocks(given.length > 0 ? given : undefined)
 } catch (err) {
   console.error(`check:docs: ${err.message}`)
   process.exit(1)
@@ -143,6 +146,7 @@ for (const { group, code, output } of results) {
   if (code !== 0 && failures.size === 0 && other.length === 0) other.push(`tsc (${group}) exited with ${code}`)
 }
 
+if (given.length > 0) fs.rmSync(out, { recursive: true, force: true })
 const checked = groups.complete.length + groups.fragments.length
 console.log(
   `check:docs: ${checked} TypeScript blocks checked (${groups.complete.length} complete, ${groups.fragments.length} fragments), ${skipped.length} skipped`,
@@ -150,7 +154,8 @@ console.log(
 for (const block of skipped) console.log(`  skipped ${block.file}:${block.line}: ${block.directive.skip}`)
 if (failures.size > 0 || other.length > 0) {
   console.error(`check:docs: ${failures.size} block(s) fail to typecheck under strict:`)
-  for (const [key, messages] of failures) {
+  const byPlace = ([a], [b]) => a.localeCompare(b, 'en', { numeric: true })
+  for (const [key, messages] of [...failures].sort(byPlace)) {
     console.error(key)
     for (const message of messages) console.error(message.join('\n'))
   }

@@ -21,4 +21,4 @@ export const root: string
 export function documentationFiles(): string[]
 export function parseDirective(text: string, where: string): SnippetDirective
 export function extractBlocks(markdown: string, file: string): SnippetBlock[]
-export function documentationBlocks(): SnippetBlock[]
+export function documentationBlocks(files?: readonly string[]): SnippetBlock[]

@@ -105,7 +105,7 @@ export function extractBlocks(markdown, file) {
   return blocks.filter((b) => TS_LANGS.has(b.lang))
 }
 
-/** The TypeScript blocks of every documentation file. */
-export function documentationBlocks() {
-  return documentationFiles().flatMap((file) => extractBlocks(fs.readFileSync(path.join(root, file), 'utf8'), file))
+/** The TypeScript blocks of `files` (paths relative to the root; default: every documentation file). */
+export function documentationBlocks(files = documentationFiles()) {
+  return files.flatMap((file) => extractBlocks(fs.readFileSync(path.resolve(root, file), 'utf8'), file))
 }
