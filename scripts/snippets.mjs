@@ -15,7 +15,8 @@
  *   <!-- snippet: skip <reason> -->     not checked; the reason is required and printed
  *
  * A block with no comment is a fragment: it is typechecked with the shared declarations of
- * scripts/snippets/globals.d.ts (`db`, `pool`, `app`, ...), which complete blocks never see.
+ * scripts/snippets/globals.d.ts (`db`, `pool`, `owner`, ...), which complete blocks never see.
+ * `prelude=imports` adds the usual imports (pg, pg-tenant and its adapters, Express, Fastify).
  */
 import fs from 'node:fs'
 import path from 'node:path'
