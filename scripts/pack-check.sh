@@ -48,7 +48,7 @@ printf '%s\n' "$files" | sed 's/^/  /'
 
 grep -qx 'dist/index\.cjs' <<<"$files" || fail "no dist/ in the tarball"
 ! grep -E '\.map$' <<<"$files" || fail "source maps in the tarball (above)"
-! grep -Ev '^(dist/|README\.md$|CHANGELOG\.md$|LICENSE$|package\.json$)' <<<"$files" ||
+! grep -Ev '^(dist/|docs/[a-z-]+\.md$|README\.md$|CHANGELOG\.md$|LICENSE$|package\.json$)' <<<"$files" ||
   fail "files outside dist/ and the docs in the tarball (above)"
 ! grep -rl 'sourceMappingURL' "$work/unpacked/package" || fail "files above point at source maps"
 # A path of the machine that built it (the clone, the repository) would be in a source map or in
