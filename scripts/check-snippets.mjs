@@ -75,6 +75,7 @@ const entries = {
   'pg-tenant/express': 'src/adapters/express.ts',
   'pg-tenant/fastify': 'src/adapters/fastify.ts',
   'pg-tenant/doctor': 'src/doctor/index.ts',
+  'pg-tenant/testing': 'src/testing/index.ts',
 }
 
 function writeTsconfig(group, files) {

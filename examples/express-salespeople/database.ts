@@ -103,6 +103,15 @@ export async function createSalesDatabase(serverUrl: string, name = 'sales'): Pr
         language sql stable
         as $$ select id from salespeople where role_name = current_user $$;
 
+      -- Each salesperson reads only their own row (which current_salesperson_id() needs): names
+      -- and role names of the others stay hidden. The admin role creates and names salespeople.
+      alter table salespeople enable row level security;
+      alter table salespeople force row level security;
+      create policy salesperson_self on salespeople for select to ${q.group}
+        using (role_name = current_user);
+      create policy admin_manages_salespeople on salespeople to ${q.admin}
+        using (true) with check (true);
+
       alter table clients enable row level security;
       alter table clients force row level security;
       create policy salesperson_clients on clients

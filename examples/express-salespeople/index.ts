@@ -39,12 +39,11 @@ export async function start(options: DemoOptions & { adminToken?: string }): Pro
   return {
     title: 'express-salespeople (seed 000: a database role per salesperson)',
     url,
-    // `salespeople` has no RLS: every salesperson reads every name and role name (the policy's
-    // current_salesperson_id() reads it as the salesperson). The probe reports that; it is
-    // declared shared here, so that the probe still proves no salesperson can change it.
+    // The probe acts as two salespeople: each must see only their own clients and their own row
+    // of `salespeople`, and change nothing of the other's.
     probe: {
       url: database.appUrl,
-      args: ['--role', picard.role, '--role', crusher.role, '--shared', 'public.salespeople'],
+      args: ['--role', picard.role, '--role', crusher.role],
     },
     curl: [
       `curl -s ${url}/clients -H 'x-salesperson-id: ${picard.id}'            # Picard: client1 only`,

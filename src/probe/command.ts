@@ -110,7 +110,7 @@ async function run(args: readonly string[], io: ProbeIo): Promise<number> {
   const url = (values.url as string | undefined) ?? io.env.DATABASE_URL
   if (url === undefined || url === '') throw new Usage('no database: pass --url <connection string> or set DATABASE_URL')
   try {
-    validateConnectionUrl(url)
+    validateConnectionUrl(url, values.url === undefined ? 'DATABASE_URL' : '--url')
   } catch (err) {
     throw new Usage((err as Error).message)
   }

@@ -1,9 +1,14 @@
-/** The probe's own check of a connection string: a URL with the postgres: or postgresql: scheme. */
+/**
+ * The probe's check of a connection string, for `probeIsolation({ connectionString })`: the same
+ * rules as the command line's `--url` (src/cli/database-url.ts), raised as InvalidOptionsError
+ * since here it is an option of a function, not a command's usage.
+ */
+import { parseDatabaseUrl } from '../cli/database-url.js'
 import { InvalidOptionsError } from '../errors.js'
 
 /**
- * Returns `url` when it parses as a `postgres:` or `postgresql:` URL; throws otherwise, without
- * echoing the string (it may hold a password).
+ * Returns `url` when it is a PostgreSQL connection URL pg reads as meant (see
+ * `parseDatabaseUrl`); throws otherwise, without echoing the string (it may hold a password).
  *
  * @throws InvalidOptionsError for anything else
  * @example
@@ -12,17 +17,11 @@ import { InvalidOptionsError } from '../errors.js'
  * validateConnectionUrl('localhost:5432') // throws InvalidOptionsError
  * ```
  */
-export function validateConnectionUrl(url: string): string {
-  let parsed: URL
+export function validateConnectionUrl(url: string, source = 'connectionString'): string {
   try {
-    parsed = new URL(url)
-  } catch {
-    throw new InvalidOptionsError('the connection string is not a URL (postgres://user@host/database)')
-  }
-  if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
-    throw new InvalidOptionsError(
-      `the connection string must start with postgres:// or postgresql://, not ${parsed.protocol}//`,
-    )
+    parseDatabaseUrl(url, { source, command: 'probe' })
+  } catch (err) {
+    throw new InvalidOptionsError((err as Error).message)
   }
   return url
 }

@@ -337,8 +337,8 @@ describe('pg-tenant probe (built CLI)', () => {
     const cases: Array<[string[], RegExp]> = [
       [['--url', t.appUrl, '--tenant', A], /at least two tenants/],
       [['--url', t.appUrl, '--tenant', A, '--tenant', B, '--bogus'], /Unknown option '--bogus'/],
-      [['--url', 'not a url', '--tenant', A, '--tenant', B], /not a URL/],
-      [['--url', 'http://localhost/x', '--tenant', A, '--tenant', B], /must start with postgres:\/\//],
+      [['--url', 'not a url', '--tenant', A, '--tenant', B], /--url is not a PostgreSQL connection URL: it does not start with postgres:\/\//],
+      [['--url', 'http://localhost/x', '--tenant', A, '--tenant', B], /its scheme is "http:", not postgres:/],
       [['--tenant', A, '--tenant', B], /no database/],
       [['--url', t.appUrl, '--tenant', A, '--tenant', B, '--schema', 'no_such_schema'], /no table was checked/],
       [['--url', t.appUrl, '--tenant', A, '--tenant', B, '--schema', 'probe_none'], /no table was checked/],

@@ -38,7 +38,7 @@ describe('normalizeProbeOptions', () => {
   it('accepts postgres: and postgresql: URLs only, without echoing them', () => {
     expect(validateConnectionUrl('postgresql://u:secret@h/d')).toBe('postgresql://u:secret@h/d')
     expect(() => validateConnectionUrl('h:5432/d?password=secret')).toThrow(/^(?!.*secret)/)
-    expect(() => validateConnectionUrl('not a url secret')).toThrow(/not a URL/)
+    expect(() => validateConnectionUrl('not a url secret')).toThrow(/not a PostgreSQL connection URL/)
   })
 })
 
