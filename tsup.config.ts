@@ -4,9 +4,12 @@ import { defineConfig } from 'tsup'
 // unique per process (the AsyncLocalStorage, error identity) is keyed on globalThis, not on module
 // identity: see src/context.ts and src/errors.ts.
 //
-// keepNames: the CJS build rewrites classes with static fields as `(_class2 = class ..., _class2)`,
-// which loses the class's name; errors set `this.name = new.target.name`, so without it a CJS
-// TenantRequiredError would print as `_class2: ...`. scripts/pack-check.sh checks every export.
+// keepNames, in the CJS build only: it rewrites classes with static fields as
+// `(_class2 = class ..., _class2)`, which loses the class's name; errors set
+// `this.name = new.target.name`, so without it a CJS TenantRequiredError would print as
+// `_class2: ...`. Not in the ESM builds, where classes keep their names anyway: keepNames also
+// names every arrow function it creates, with an Object.defineProperty per closure, and the scope's
+// hot path creates several per query. scripts/pack-check.sh checks every export in both builds.
 // sourcemap: none are shipped. They would point at src/, which the package does not contain, and
 // the code is not minified, so stack traces already read as the source.
 export default defineConfig([
@@ -27,7 +30,9 @@ export default defineConfig([
     format: ['esm', 'cjs'],
     dts: true,
     sourcemap: false,
-    keepNames: true,
+    esbuildOptions(options, context) {
+      if (context.format === 'cjs') options.keepNames = true
+    },
     // Both builds write to dist/ at once: leave the command line's file to its own build.
     clean: ['**/*', '!cli.js'],
     target: 'node20',
@@ -42,7 +47,6 @@ export default defineConfig([
     format: ['esm'],
     dts: false,
     sourcemap: false,
-    keepNames: true,
     clean: false,
     target: 'node20',
     platform: 'node',
