@@ -5,7 +5,7 @@
  */
 import http from 'node:http'
 import { expect } from 'vitest'
-import type { Reply } from '../setup/http.js'
+import { call, type Reply } from '../setup/http.js'
 
 /**
  * One request with node:http that sends each header of `headers` given as an array once per value,
@@ -69,4 +69,49 @@ export function expectError(reply: Reply, status: number, code: string, also: re
   })
   expect(reply.body.error.message.length).toBeGreaterThan(0)
   expectNoLeak(reply, also)
+}
+
+/**
+ * The mistakes the events API of the Fastify and Kysely examples (one database, one API) must
+ * answer alike, with the status and body every example gives them: no tenant 401, a malformed or
+ * repeated tenant 400, a write the policy refuses 403 (and nothing written), a malformed id or body
+ * 400, another's event and an unknown route 404. `orgs`: two seeded organisations with events;
+ * `roles`: names no answer may contain.
+ */
+export async function expectEventsApiMistakes(url: string, orgs: readonly string[], roles: readonly string[]): Promise<void> {
+  const as = (orgId: string) => ({ 'x-org-id': orgId })
+  const expectAnswer = (reply: Reply, status: number, code: string) => expectError(reply, status, code, roles)
+
+  // No tenant: 401, for a read and a write.
+  expectAnswer(await call(`${url}/events`), 401, 'TENANT_REQUIRED')
+  expectAnswer(await call(`${url}/events`, { json: { event_type: 'x' } }), 401, 'TENANT_REQUIRED')
+  // A malformed tenant (not a UUID): 400.
+  expectAnswer(await call(`${url}/events`, { headers: { 'x-org-id': "x' or '1'='1" } }), 400, 'INVALID_TENANT')
+  expectAnswer(await call(`${url}/events`, { headers: { 'x-org-id': `${orgs[0]}x` } }), 400, 'INVALID_TENANT')
+  // The tenant header sent twice, as two header lines: Node joins them into "<uuid>, <uuid>". 400.
+  const twice = await callRepeated(`${url}/events`, { 'x-org-id': [orgs[0]!, orgs[1]!] })
+  expectAnswer(twice, 400, 'INVALID_TENANT')
+  // A write for another tenant, which the policy refuses: 403, and nothing written.
+  const forged = await call(`${url}/events`, { headers: as(orgs[0]!), json: { event_type: 'forged', org_id: orgs[1] } })
+  expectAnswer(forged, 403, 'RLS_VIOLATION')
+  expect((await call(`${url}/events?type=forged`, { headers: as(orgs[1]!) })).body).toEqual([])
+  // A malformed id in the path, a malformed body: 400, never a PostgreSQL error.
+  expectAnswer(await call(`${url}/events/abc`, { headers: as(orgs[0]!) }), 400, 'BAD_REQUEST')
+  expectAnswer(await call(`${url}/events/9999999999999999999`, { headers: as(orgs[0]!) }), 400, 'BAD_REQUEST')
+  const bodies = [{}, { event_type: '' }, { event_type: 'x', event_value: 'one' }, { event_type: 'x', event_value: 2 ** 40 }, { event_type: 'x', org_id: 'not-a-uuid' }]
+  for (const json of bodies) {
+    expectAnswer(await call(`${url}/events`, { headers: as(orgs[0]!), json }), 400, 'BAD_REQUEST')
+  }
+  const notJson = await fetch(`${url}/events`, {
+    method: 'POST',
+    headers: { ...as(orgs[0]!), 'content-type': 'application/json' },
+    body: '{"event_type": ',
+  })
+  expectAnswer({ status: notJson.status, body: await notJson.json() }, 400, 'BAD_REQUEST')
+  // Not found: another's event looks absent, and so does a route that does not exist.
+  const mine = await call(`${url}/events`, { headers: as(orgs[1]!) })
+  const id = mine.body[0].event_id
+  expect((await call(`${url}/events/${id}`, { headers: as(orgs[1]!) })).body).toMatchObject({ event_id: id })
+  expectAnswer(await call(`${url}/events/${id}`, { headers: as(orgs[0]!) }), 404, 'NOT_FOUND')
+  expectAnswer(await call(`${url}/nowhere`, { headers: as(orgs[0]!) }), 404, 'NOT_FOUND')
 }

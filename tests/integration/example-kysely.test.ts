@@ -7,7 +7,7 @@ import { DEMO_ORGANISATIONS } from '../../examples/fastify-events/database.js'
 import { start } from '../../examples/kysely/index.js'
 import type { RunningDemo } from '../../examples/shared/demo.js'
 import { call, pooled, shuffled } from '../setup/http.js'
-import { callRepeated, expectError } from './example-checks.js'
+import { expectError, expectEventsApiMistakes } from './example-checks.js'
 
 const name = `ex_kysely_${randomBytes(3).toString('hex')}`
 let demo: RunningDemo
@@ -54,42 +54,7 @@ it('keeps a Kysely transaction atomic for the request organisation', async () =>
 // The same mistakes get the same status and body in the three examples (the Express and Fastify
 // tests run the same list): { error: { code, message } }, with no SQL or PostgreSQL message in it.
 it('answers each mistake with the status and body every example gives it', async () => {
-  const roles = [`${name}_`]
-  const expectAnswer = (reply: Awaited<ReturnType<typeof call>>, status: number, code: string) =>
-    expectError(reply, status, code, roles)
-
-  // No tenant: 401, for a read and a write.
-  expectAnswer(await call(`${demo.url}/events`), 401, 'TENANT_REQUIRED')
-  expectAnswer(await call(`${demo.url}/events`, { json: { event_type: 'x' } }), 401, 'TENANT_REQUIRED')
-  // A malformed tenant (not a UUID): 400. (Before, it reached PostgreSQL's uuid cast: a 500.)
-  expectAnswer(await call(`${demo.url}/events`, { headers: { 'x-org-id': "x' or '1'='1" } }), 400, 'INVALID_TENANT')
-  expectAnswer(await call(`${demo.url}/events`, { headers: { 'x-org-id': `${ORGS[0]}x` } }), 400, 'INVALID_TENANT')
-  // The tenant header sent twice, as two header lines: Node joins them into "<uuid>, <uuid>". 400.
-  const twice = await callRepeated(`${demo.url}/events`, { 'x-org-id': [ORGS[0]!, ORGS[1]!] })
-  expectAnswer(twice, 400, 'INVALID_TENANT')
-  // A write for another tenant, which the policy refuses: 403, and nothing written.
-  const forged = await call(`${demo.url}/events`, { headers: as(ORGS[0]!), json: { event_type: 'forged', org_id: ORGS[1] } })
-  expectAnswer(forged, 403, 'RLS_VIOLATION')
-  expect((await call(`${demo.url}/events?type=forged`, { headers: as(ORGS[1]!) })).body).toEqual([])
-  // A malformed id in the path, a malformed body: 400, never a PostgreSQL error.
-  expectAnswer(await call(`${demo.url}/events/abc`, { headers: as(ORGS[0]!) }), 400, 'BAD_REQUEST')
-  expectAnswer(await call(`${demo.url}/events/9999999999999999999`, { headers: as(ORGS[0]!) }), 400, 'BAD_REQUEST')
-  const bodies = [{}, { event_type: '' }, { event_type: 'x', event_value: 'one' }, { event_type: 'x', event_value: 2 ** 40 }, { event_type: 'x', org_id: 'not-a-uuid' }]
-  for (const json of bodies) {
-    expectAnswer(await call(`${demo.url}/events`, { headers: as(ORGS[0]!), json }), 400, 'BAD_REQUEST')
-  }
-  const notJson = await fetch(`${demo.url}/events`, {
-    method: 'POST',
-    headers: { ...as(ORGS[0]!), 'content-type': 'application/json' },
-    body: '{"event_type": ',
-  })
-  expectAnswer({ status: notJson.status, body: await notJson.json() }, 400, 'BAD_REQUEST')
-  // Not found: another's event looks absent, and so does a route that does not exist.
-  const mine = await call(`${demo.url}/events`, { headers: as(ORGS[1]!) })
-  const id = mine.body[0].event_id
-  expect((await call(`${demo.url}/events/${id}`, { headers: as(ORGS[1]!) })).body).toMatchObject({ event_id: id })
-  expectAnswer(await call(`${demo.url}/events/${id}`, { headers: as(ORGS[0]!) }), 404, 'NOT_FOUND')
-  expectAnswer(await call(`${demo.url}/nowhere`, { headers: as(ORGS[0]!) }), 404, 'NOT_FOUND')
+  await expectEventsApiMistakes(demo.url, ORGS, [`${name}_`])
 })
 
 it('keeps 120 interleaved requests of three organisations apart', async () => {
