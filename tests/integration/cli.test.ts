@@ -5,38 +5,16 @@
  * `npm test` builds first; when dist/cli.js is missing or older than the sources (a bare
  * `npx vitest run`), it is rebuilt here.
  */
-import { execFile, execFileSync } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { tenantPolicySql, type Finding } from '../../src/index.js'
 import { freePort } from '../setup/embedded.js'
+import { ensureBuilt, root } from '../setup/built.js'
 import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const cli = path.join(root, 'dist/cli.js')
-
-function newestSource(dir: string): number {
-  let newest = 0
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-    const file = path.join(dir, entry.name)
-    newest = Math.max(newest, entry.isDirectory() ? newestSource(file) : fs.statSync(file).mtimeMs)
-  }
-  return newest
-}
-
-function ensureBuilt(): void {
-  const sources = Math.max(
-    newestSource(path.join(root, 'src')),
-    fs.statSync(path.join(root, 'tsup.config.ts')).mtimeMs,
-  )
-  if (fs.existsSync(cli) && fs.statSync(cli).mtimeMs >= sources) return
-  execFileSync(process.execPath, [path.join(root, 'node_modules/tsup/dist/cli-default.js')], {
-    cwd: root,
-    stdio: 'ignore',
-  })
-}
 
 interface Run {
   code: number | null
@@ -59,7 +37,7 @@ let t: TestDatabase
 const SOUND = ['--column', 'org_id', '--column', 'salesperson', '--schema', 'public']
 
 beforeAll(async () => {
-  ensureBuilt()
+  ensureBuilt(['cli.js'])
   t = await createTestDatabase()
   await t.admin(`create schema cli_broken authorization ${t.ownerRole};
     grant usage on schema cli_broken to ${t.appRole};

@@ -5,40 +5,22 @@
  * the SELECT policy is found, role mode (SET ROLE per tenant) works, and no row of any table is
  * changed by the probe. The CLI and the package are tested as built (dist/).
  */
-import { execFile, execFileSync } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { probeIsolation, type ProbeEntry } from '../../src/testing/index.js'
 import { freePort } from '../setup/embedded.js'
+import { ensureBuilt, root } from '../setup/built.js'
 import { createTestDatabase, type TestDatabase } from '../setup/fixtures.js'
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const cli = path.join(root, 'dist/cli.js')
 const A = '11111111-1111-4111-8111-111111111111'
 const B = '22222222-2222-4222-8222-222222222222'
 const SCHEMAS = ['probe_sound', 'probe_leaky', 'probe_blind', 'probe_roles', 'probe_views']
 const TENANT = `(select nullif(current_setting('app.tenant_id', true), ''))`
-
-function newestSource(dir: string): number {
-  let newest = 0
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-    const file = path.join(dir, entry.name)
-    newest = Math.max(newest, entry.isDirectory() ? newestSource(file) : fs.statSync(file).mtimeMs)
-  }
-  return newest
-}
-
-/** dist/ as `npm test` leaves it; rebuilt when older than the sources (a bare `npx vitest run`). */
-function ensureBuilt(): void {
-  const sources = Math.max(newestSource(path.join(root, 'src')), fs.statSync(path.join(root, 'tsup.config.ts')).mtimeMs)
-  const built = ['cli.js', 'testing.js', 'testing.cjs'].map((f) => path.join(root, 'dist', f))
-  if (built.every((f) => fs.existsSync(f) && fs.statSync(f).mtimeMs >= sources)) return
-  execFileSync(process.execPath, [path.join(root, 'node_modules/tsup/dist/cli-default.js')], { cwd: root, stdio: 'ignore' })
-}
 
 interface Run {
   code: number | null
@@ -77,7 +59,7 @@ async function checksums(): Promise<Record<string, string>> {
 let before: Record<string, string>
 
 beforeAll(async () => {
-  ensureBuilt()
+  ensureBuilt(['cli.js', 'testing.js', 'testing.cjs'])
   t = await createTestDatabase()
   const app = t.appRole
   const group = t.roles.group
